@@ -1,0 +1,1 @@
+"""Nodes of this stage family (filled in by its owner)."""

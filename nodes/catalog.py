@@ -1,0 +1,17 @@
+"""Entry point of the `graphflow.nodes` group: importing it registers every built-in node."""
+from __future__ import annotations
+
+from importlib import import_module
+
+# One module of nodes per stage family; each registers its nodes on import.
+NODE_MODULES = (
+    "nodes.scene.nodes",
+    "nodes.render.nodes",
+    "nodes.distill.nodes",
+    "nodes.sd.nodes",
+    "nodes.brdf.nodes",
+    "nodes.export.nodes",
+)
+
+for _module in NODE_MODULES:
+    import_module(_module)

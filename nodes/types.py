@@ -1,0 +1,143 @@
+"""Port types of the texturing pipeline (DESIGN.md §3).
+
+Each is a frozen dataclass of tensors plus small metadata; `TensorData`
+gives `to_tensors()/from_tensors()` through the engine's codec, and
+`@value_type` lets the cache decode it. Conventions shared by every module:
+
+- colours are linear RGB float32 in [0, 1], images channel-first `[C, H, W]`;
+- UV origin is glTF's: (0, 0) is the top-left of the image, v grows downward,
+  so texel row = v * H. (`nodes.render.texture` converts to grid_sample's
+  convention.)
+- positions in metres, world space, +Y up (glTF);
+- faces int64 `[F, 3]`, counter-clockwise front faces.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from graphflow import FileBlob, Keyed, TensorData, value_type
+
+MATERIAL_CLASSES = (
+    "fabric", "leather", "wood", "metal", "plastic", "ceramic", "stone", "paper", "glass", "paint", "generic",
+)
+
+
+@value_type
+@dataclass(frozen=True)
+class Scene(TensorData):
+    """A triangle mesh with parts. Vertices are split at UV seams (one UV per vertex).
+
+    A *part* is one glTF primitive (or OBJ group): `part_info[i]` holds its
+    `node`, `mesh`, `primitive` (int), `material` names; `segment.parts`
+    groups parts (or connected components) into instances.
+    `part_textures` carries each part's baseColor image when the source had
+    one (linear RGB `[3, H, W]`), else None; `pbr_from_textured` bakes from it.
+    """
+
+    positions: torch.Tensor  # [V, 3] float32
+    faces: torch.Tensor  # [F, 3] int64
+    normals: torch.Tensor  # [V, 3] float32, unit
+    uvs: torch.Tensor  # [V, 2] float32 (TEXCOORD_0, glTF convention)
+    tangents: torch.Tensor  # [V, 4] float32, w = ±1 (glTF TANGENT)
+    face_part: torch.Tensor  # [F] int64 index into part_names
+    part_names: tuple[str, ...]
+    part_info: tuple[dict[str, Any], ...]
+    part_textures: tuple[torch.Tensor | None, ...] = ()
+    source: str = ""
+
+    @property
+    def num_faces(self) -> int:
+        return int(self.faces.shape[0])
+
+
+@value_type
+@dataclass(frozen=True)
+class Instance(TensorData):
+    """One object instance: the faces it owns and what it is made of."""
+
+    name: str
+    face_mask: torch.Tensor  # [F] bool over Scene.faces
+    bbox: torch.Tensor  # [2, 3] float32 (min, max) in world space
+    material: str = "generic"  # hint from the source material name, may be overridden by refs.bind
+
+
+@value_type
+@dataclass(frozen=True)
+class Reference(TensorData):
+    """Reference images bound to one instance."""
+
+    images: tuple[torch.Tensor, ...]  # each [3, H, W] linear RGB float32
+    material: str = "generic"
+    prompt: str | None = None
+
+
+@value_type
+@dataclass(frozen=True)
+class Views(TensorData):
+    """Cameras and their rasterized fragments (nvdiffrast layout).
+
+    `rast[b, y, x] = (u, v, z/w, triangle_id + 1)`, all 0 where empty; row 0 is
+    the *bottom* of the image, as in nvdiffrast. Per-pixel attributes use the
+    same rows. `instance_id` indexes `instance_names`, -1 where empty.
+    `view_target[b]` is the instance a camera orbits ("" for room cameras).
+    """
+
+    rast: torch.Tensor  # [B, H, W, 4] float32
+    uv: torch.Tensor  # [B, H, W, 2] float32 interpolated TEXCOORD_0
+    normal: torch.Tensor  # [B, H, W, 3] float32 world-space unit normal
+    position: torch.Tensor  # [B, H, W, 3] float32 world-space position
+    depth: torch.Tensor  # [B, H, W] float32 camera-space distance along -z, 0 empty
+    instance_id: torch.Tensor  # [B, H, W] int64, -1 empty
+    mvp: torch.Tensor  # [B, 4, 4] float32 world -> clip
+    world_to_cam: torch.Tensor  # [B, 4, 4] float32 (OpenGL camera: looks down -z, +y up)
+    intrinsics: torch.Tensor  # [B, 3, 3] float32 pixel-space K
+    instance_names: tuple[str, ...]
+    view_target: tuple[str, ...]
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return int(self.rast.shape[1]), int(self.rast.shape[2])
+
+
+@value_type
+@dataclass(frozen=True)
+class TextureMap(TensorData):
+    """One instance's appearance atlas (its own UV space)."""
+
+    image: torch.Tensor  # [C, H, W] linear RGB float32
+    mask: torch.Tensor  # [H, W] bool, texels covered by the instance's UV islands
+    info: dict[str, Any] = field(default_factory=dict)  # e.g. steps, losses, sources
+
+
+@value_type
+@dataclass(frozen=True)
+class PBRMaps(TensorData):
+    """One instance's factorized material, on the same atlas as its texture."""
+
+    albedo: torch.Tensor  # [3, H, W] linear RGB
+    roughness: torch.Tensor  # [1, H, W]
+    metallic: torch.Tensor  # [1, H, W]
+    normal: torch.Tensor  # [3, H, W] tangent-space unit vectors, +Y up (OpenGL / glTF)
+    occlusion: torch.Tensor  # [1, H, W] ambient occlusion, 1 = unoccluded
+    mask: torch.Tensor  # [H, W] bool
+    material: str = "generic"
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Instances = Keyed[Instance]
+References = Keyed[Reference]
+Texture = Keyed[TextureMap]
+PBR = Keyed[PBRMaps]
+
+
+class Asset(FileBlob):
+    """Marker for documentation: an exported asset is a `FileBlob` with suffix `.glb`."""
+
+
+__all__ = [
+    "MATERIAL_CLASSES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
+    "Reference", "References", "Scene", "Texture", "TextureMap", "Views",
+]
