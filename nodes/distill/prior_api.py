@@ -52,3 +52,29 @@ class ScorePrior(ABC):
     def update_phi(self, x0: torch.Tensor, batch: PriorBatch, generator: torch.Generator) -> float | None:
         """One training step of ε_φ on detached current samples (LoRA for SD); None when φ needs none."""
         return None
+
+
+class SuperResPrior(ABC):
+    """A conditional denoiser for anchored super-resolution SDS (cascaded SDS).
+
+    Samples live in the prior's space (pixels for closed_form, the x4
+    upscaler's latents for SD); the condition is the low-resolution anchor
+    `x_cond = up(down(g(θ0)))` in linear RGB, frozen, with noise augmentation
+    at `noise_level` in [0, 1].
+    """
+
+    name: str = ""
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """High-resolution renders `[B, 3, H, W]` in [0, 1] -> prior space; differentiable."""
+
+    @abstractmethod
+    def noise_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a_t, s_t) for t `[B]`, each shaped `[B, 1, 1, 1]`."""
+
+    @abstractmethod
+    def predict_x0(
+        self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, noise_level: float, batch: PriorBatch
+    ) -> torch.Tensor:
+        """x̂_0 in prior space given the noisy sample and the (augmented) low-res condition. No grad."""
