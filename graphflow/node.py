@@ -111,6 +111,12 @@ class Node:
     def run(self, ctx: Context, **inputs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def file_dependencies(self, port: str, path: Path) -> list[Path]:
+        """Files that a path input names besides itself (a .gltf's buffers and images, a
+        references file's images): the cache key hashes their content too. Missing ones
+        may be left out: the run itself reports them."""
+        return []
+
     # ---- port introspection (class-level, cached) ----
     @classmethod
     def mapped_inputs(cls) -> tuple[str, ...]:

@@ -1,0 +1,42 @@
+"""The Python entry point: `graphflow.run(graph, inputs, cache=..., executor=...)`."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .cache import DiskCache, MemoryCache, TieredCache, default_cache_dir
+from .executors import Executor, make_executor
+from .graph import Graph
+from .progress import EventBus, Listener
+from .scheduler import RunResult, Scheduler
+
+
+def open_cache(cache: TieredCache | Path | str | None = None, *, memory_bytes: int | None = 2 << 30,
+               disk: bool = True) -> TieredCache:
+    """A TieredCache on `cache` (a directory), `GRAPHFLOW_CACHE` or `~/.cache/graphflow`."""
+    if isinstance(cache, TieredCache):
+        return cache
+    root = Path(cache) if cache is not None else default_cache_dir()
+    return TieredCache(MemoryCache(memory_bytes), DiskCache(root) if disk else None)
+
+
+def run(graph: Graph | str | Path, inputs: dict[str, Any] | None = None, *,
+        cache: TieredCache | Path | str | None = None, executor: str | Executor = "local", device: str = "cpu",
+        outputs: list[str] | None = None, listeners: list[Listener] | None = None,
+        show_progress: bool = False) -> RunResult:
+    """Run a graph; returns its output values and the `RunReport`.
+
+    Raises `UserError` (bad graph, inputs or files) or `RunFailed` (some nodes failed; finished
+    ones are cached and a re-run resumes from them).
+    """
+    if not isinstance(graph, Graph):
+        graph = Graph.from_yaml(graph)
+    tiers = open_cache(cache)
+    execu = make_executor(executor) if isinstance(executor, str) else executor
+    try:
+        scheduler = Scheduler(graph, tiers, execu, device=device, bus=EventBus(listeners),
+                              show_progress=show_progress)
+        return scheduler.run(inputs, outputs)
+    finally:
+        if isinstance(executor, str):
+            execu.close()

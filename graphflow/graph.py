@@ -1,0 +1,306 @@
+"""`Graph`: node specs on a networkx multigraph, validated as a whole.
+
+Node ids are the YAML keys. An input of a node is fed by a `Link` to another
+node's output (`node` for its only output, `node.output` otherwise) or by an
+`InputRef` to a graph input (`$inputs.name`). Links are objects, never
+positional lists. Validation collects every problem before reporting.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+from pydantic import ValidationError
+
+from .errors import GraphInvalid, Problem, UserError
+from .node import SINGLE_OUTPUT, CachePolicy, Node
+from .ports import compatible, type_name
+from .registry import Registry, registry as default_registry
+
+INPUT_TYPES: dict[str, Any] = {"path": Path, "str": str, "int": int, "float": float, "bool": bool, "any": Any}
+INPUT_PREFIX = "$inputs."
+
+
+@dataclass(frozen=True)
+class Link:
+    """An edge's source: output `output` of node `node` (None: its only output)."""
+
+    node: str
+    output: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.node}.{self.output}" if self.output else self.node
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """An edge's source: the graph input `name`."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"{INPUT_PREFIX}{self.name}"
+
+
+Source = Link | InputRef
+
+
+def parse_source(text: str) -> Source:
+    if not isinstance(text, str) or not text:
+        raise UserError(f"an input must be 'node', 'node.output' or '$inputs.name', got {text!r}")
+    if text.startswith(INPUT_PREFIX):
+        return InputRef(text[len(INPUT_PREFIX):])
+    node, _, output = text.partition(".")
+    return Link(node, output or None)
+
+
+@dataclass
+class GraphInput:
+    type: str = "any"
+    default: Any = None
+    doc: str | None = None
+
+
+@dataclass
+class NodeSpec:
+    type: str
+    params: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, Source] = field(default_factory=dict)
+    cache: CachePolicy | None = None  # overrides the node type's policy
+    line: int | None = None
+    param_lines: dict[str, int] = field(default_factory=dict)
+
+
+class Graph:
+    def __init__(self, name: str = "graph", registry: Registry | None = None) -> None:
+        self.name = name
+        self.registry = registry or default_registry
+        self.inputs: dict[str, GraphInput] = {}
+        self.outputs: dict[str, Source] = {}
+        self.nodes: dict[str, NodeSpec] = {}
+        self.source_path: Path | None = None
+
+    # ---- editing ----
+    def add(self, node_id: str, type: str | type[Node], params: dict[str, Any] | None = None,
+            inputs: dict[str, str | Source] | None = None, cache: CachePolicy | None = None) -> Graph:
+        if node_id in self.nodes:
+            raise UserError(f"node '{node_id}' already exists", node=node_id)
+        if not node_id or "." in node_id or node_id.startswith("$"):
+            raise UserError(f"bad node id {node_id!r}: use letters, digits and '_'", node=node_id)
+        self.nodes[node_id] = NodeSpec(type=self._type_name(type), params=dict(params or {}), cache=cache)
+        for port, src in (inputs or {}).items():
+            self.connect(src, node_id, port)
+        return self
+
+    def connect(self, source: str | Source, node_id: str, port: str) -> Graph:
+        if node_id not in self.nodes:
+            raise UserError(f"no node '{node_id}' to connect to", node=node_id)
+        self.nodes[node_id].inputs[port] = parse_source(source) if isinstance(source, str) else source
+        return self
+
+    def disconnect(self, node_id: str, port: str) -> Graph:
+        self.nodes[node_id].inputs.pop(port, None)
+        return self
+
+    def remove(self, node_id: str) -> Graph:
+        """Remove a node and every edge from it (consumers' inputs become unconnected)."""
+        if node_id not in self.nodes:
+            raise UserError(f"no node '{node_id}'", node=node_id)
+        del self.nodes[node_id]
+        for spec in self.nodes.values():
+            for port in [p for p, s in spec.inputs.items() if isinstance(s, Link) and s.node == node_id]:
+                del spec.inputs[port]
+        self.outputs = {k: s for k, s in self.outputs.items() if not (isinstance(s, Link) and s.node == node_id)}
+        return self
+
+    def replace(self, node_id: str, type_or_node: str | type[Node], params: dict[str, Any] | None = None) -> Graph:
+        """Swap a node's type, keeping its edges; raises `GraphInvalid` if the new ports don't fit them.
+
+        `params=None` keeps the current params (they must be valid for the new type).
+        """
+        if node_id not in self.nodes:
+            raise UserError(f"no node '{node_id}' to replace", node=node_id)
+        old = self.nodes[node_id]
+        new = copy.deepcopy(old)
+        new.type = self._type_name(type_or_node)
+        if params is not None:
+            new.params = dict(params)
+        self.nodes[node_id] = new
+        problems = [p for p in self.validate() if p.node == node_id or self._feeds_from(p.node, node_id)]
+        if problems:
+            self.nodes[node_id] = old
+            raise GraphInvalid(problems)
+        return self
+
+    def set_param(self, node_id: str, key: str, value: Any) -> Graph:
+        """Set `key` (dotted for nested dicts: `a.b`) of a node's params."""
+        if node_id not in self.nodes:
+            raise UserError(f"no node '{node_id}'", node=node_id, param=key)
+        target = self.nodes[node_id].params
+        *path, last = key.split(".")
+        for part in path:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise UserError(f"param '{key}' does not name a mapping", node=node_id, param=key)
+        target[last] = value
+        return self
+
+    def subgraph(self, node_ids: list[str]) -> Graph:
+        """The given nodes and their ancestors, with the graph inputs they use."""
+        keep: set[str] = set()
+        dag = self.to_networkx()
+        for nid in node_ids:
+            if nid not in self.nodes:
+                raise UserError(f"no node '{nid}'", node=nid)
+            keep |= nx.ancestors(dag, nid) | {nid}
+        sub = Graph(self.name, self.registry)
+        sub.source_path = self.source_path
+        sub.nodes = {k: copy.deepcopy(v) for k, v in self.nodes.items() if k in keep}
+        used = {s.name for spec in sub.nodes.values() for s in spec.inputs.values() if isinstance(s, InputRef)}
+        sub.inputs = {k: copy.deepcopy(v) for k, v in self.inputs.items() if k in used}
+        sub.outputs = {k: s for k, s in self.outputs.items() if isinstance(s, Link) and s.node in keep}
+        return sub
+
+    # ---- structure ----
+    def to_networkx(self) -> nx.MultiDiGraph:
+        dag = nx.MultiDiGraph()
+        for nid in self.nodes:
+            dag.add_node(nid)
+        for nid, spec in self.nodes.items():
+            for port, src in spec.inputs.items():
+                if isinstance(src, Link) and src.node in self.nodes:
+                    dag.add_edge(src.node, nid, key=port, output=src.output)
+        return dag
+
+    def topological_order(self) -> list[str]:
+        """Node ids in a deterministic topological order (YAML order breaks ties)."""
+        order = {nid: i for i, nid in enumerate(self.nodes)}
+        return list(nx.lexicographical_topological_sort(self.to_networkx(), key=order.__getitem__))
+
+    def node_class(self, node_id: str) -> type[Node]:
+        return self.registry.get(self.nodes[node_id].type)
+
+    def output_type(self, src: Link) -> Any:
+        ports = self.node_class(src.node).output_ports()
+        name = src.output or (SINGLE_OUTPUT if len(ports) == 1 else None)
+        return ports.get(name) if name else None
+
+    # ---- validation ----
+    def validate(self) -> list[Problem]:
+        problems: list[Problem] = []
+        classes: dict[str, type[Node]] = {}
+        for nid, spec in self.nodes.items():
+            try:
+                classes[nid] = self.registry.get(spec.type)
+            except UserError:
+                problems.append(Problem(f"unknown node type '{spec.type}' (see `graphflow nodes`)", nid, spec.line))
+                continue
+            cls = classes[nid]
+            try:
+                cls.Params.model_validate(spec.params)
+            except ValidationError as exc:
+                for err in exc.errors():
+                    key = ".".join(str(p) for p in err["loc"])
+                    got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
+                    line = spec.param_lines.get(str(err["loc"][0]) if err["loc"] else "", spec.line)
+                    problems.append(Problem(f"param '{key}': {err['msg']}{got}", nid, line))
+        for nid, spec in self.nodes.items():
+            cls = classes.get(nid)
+            if cls is None:
+                continue
+            ports = cls.input_ports()
+            for port, src in spec.inputs.items():
+                if port not in ports:
+                    problems.append(Problem(f"no input '{port}' (inputs: {', '.join(ports) or 'none'})", nid, spec.line))
+                    continue
+                src_type = self._source_type(src, nid, spec, classes, problems)
+                if src_type is not None and not compatible(src_type, ports[port].type):
+                    problems.append(Problem(
+                        f"input '{port}' expects {type_name(ports[port].type)} but '{src}' gives {type_name(src_type)}",
+                        nid, spec.line))
+            for port in ports.values():
+                if port.required and port.name not in spec.inputs:
+                    problems.append(Problem(f"required input '{port.name}' ({type_name(port.type)}) is not connected",
+                                            nid, spec.line))
+        for name, src in self.outputs.items():
+            if isinstance(src, Link) and src.node not in self.nodes:
+                problems.append(Problem(f"graph output '{name}' names unknown node '{src.node}'"))
+        for name, gi in self.inputs.items():
+            if gi.type not in INPUT_TYPES:
+                problems.append(Problem(f"graph input '{name}' has unknown type '{gi.type}' "
+                                        f"(one of {', '.join(INPUT_TYPES)})"))
+        dag = self.to_networkx()
+        if not nx.is_directed_acyclic_graph(dag):
+            cycle = [u for u, _v, *_ in nx.find_cycle(dag)]
+            problems.append(Problem(f"cycle: {' -> '.join(cycle + [cycle[0]])}", cycle[0], self.nodes[cycle[0]].line))
+        return problems
+
+    def _source_type(self, src: Source, nid: str, spec: NodeSpec, classes: dict[str, type[Node]],
+                     problems: list[Problem]) -> Any:
+        if isinstance(src, InputRef):
+            gi = self.inputs.get(src.name)
+            if gi is None:
+                problems.append(Problem(f"unknown graph input '{src.name}' (declared: {', '.join(self.inputs) or 'none'})",
+                                        nid, spec.line))
+                return None
+            return INPUT_TYPES.get(gi.type, Any)
+        if src.node not in self.nodes:
+            problems.append(Problem(f"input from unknown node '{src.node}'", nid, spec.line))
+            return None
+        cls = classes.get(src.node)
+        if cls is None:
+            return None
+        outs = cls.output_ports()
+        if src.output is None and len(outs) > 1:
+            problems.append(Problem(f"'{src.node}' has several outputs ({', '.join(outs)}): name one as "
+                                    f"'{src.node}.<output>'", nid, spec.line))
+            return None
+        name = src.output or next(iter(outs))
+        if name not in outs:
+            problems.append(Problem(f"'{src.node}' has no output '{name}' (outputs: {', '.join(outs)})", nid, spec.line))
+            return None
+        return outs[name]
+
+    def check(self) -> Graph:
+        """Raise `GraphInvalid` listing every problem, or return self."""
+        problems = self.validate()
+        if problems:
+            raise GraphInvalid(problems)
+        return self
+
+    def _feeds_from(self, node_id: str | None, replaced: str) -> bool:
+        if node_id is None or node_id not in self.nodes:
+            return False
+        return any(isinstance(s, Link) and s.node == replaced for s in self.nodes[node_id].inputs.values())
+
+    def _type_name(self, type_or_node: str | type[Node]) -> str:
+        if isinstance(type_or_node, str):
+            return type_or_node
+        if type_or_node.name not in self.registry.types:
+            self.registry.register(type_or_node)
+        return type_or_node.name
+
+    # ---- YAML ----
+    @classmethod
+    def from_yaml(cls, source: str | Path, registry: Registry | None = None) -> Graph:
+        from .yamlio import load_graph
+
+        return load_graph(source, registry=registry)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        from .yamlio import dump_graph
+
+        text = dump_graph(self)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Graph):
+            return NotImplemented
+        strip = lambda g: {k: (v.type, v.params, v.inputs, v.cache) for k, v in g.nodes.items()}  # noqa: E731
+        return (self.name, self.inputs, self.outputs, strip(self)) == (other.name, other.inputs, other.outputs,
+                                                                       strip(other))

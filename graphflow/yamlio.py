@@ -1,0 +1,179 @@
+"""YAML in and out for graphs (safe loading only; node types only from the registry).
+
+Format (DESIGN.md §2)::
+
+    graph: texture_scene
+    inputs:
+      scene: {type: path, default: null}
+    nodes:
+      segment:
+        type: segment.parts
+        params: {by: node}
+        inputs: {scene: scene}          # "node_id", "node_id.output" or "$inputs.name"
+        cache: default                  # optional: default | memory_only | never
+    outputs: {asset: export}
+
+A relative path default of a `path` input is relative to the YAML file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import GraphInvalid, Problem, UserError
+from .graph import Graph, GraphInput, InputRef, Link, NodeSpec, parse_source
+from .registry import Registry
+
+TOP_KEYS = {"graph", "inputs", "nodes", "outputs", "description"}
+NODE_KEYS = {"type", "params", "inputs", "cache"}
+CACHE_POLICIES = ("default", "memory_only", "never")
+
+
+def _line_index(text: str) -> dict[tuple[str, ...], int]:
+    """1-based line of every mapping key, by its path of keys."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    sub = (*path, str(key_node.value))
+                    lines[sub] = key_node.start_mark.line + 1
+                    walk(value_node, sub)
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def load_graph(source: str | Path, registry: Registry | None = None) -> Graph:
+    """Read a graph from a YAML file path or YAML text; raises UserError/GraphInvalid."""
+    path: Path | None = None
+    if isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml"))):
+        path = Path(source)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise UserError(f"cannot read the graph file: {exc.strerror}", file=str(path),
+                            hint="check the path") from exc
+    else:
+        text = source
+    where = str(path) if path else "<graph>"
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"malformed YAML: {problem}", file=where, line=line,
+                        hint="fix the YAML syntax at that line") from exc
+    return graph_from_dict(data, lines, path, registry)
+
+
+def graph_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None, path: Path | None = None,
+                    registry: Registry | None = None) -> Graph:
+    lines = lines or {}
+    problems: list[Problem] = []
+    if not isinstance(data, dict):
+        raise GraphInvalid([Problem("a graph file must be a mapping with 'nodes' (and 'graph', 'inputs', 'outputs')")])
+    for key in data:
+        if key not in TOP_KEYS:
+            problems.append(Problem(f"unknown top-level key '{key}' (allowed: {', '.join(sorted(TOP_KEYS))})",
+                                    line=lines.get((str(key),))))
+    graph = Graph(str(data.get("graph") or (path.stem if path else "graph")), registry)
+    graph.source_path = path
+
+    raw_inputs = data.get("inputs") or {}
+    if not isinstance(raw_inputs, dict):
+        problems.append(Problem("'inputs' must be a mapping of name -> {type, default}", line=lines.get(("inputs",))))
+        raw_inputs = {}
+    for name, spec in raw_inputs.items():
+        spec = spec if isinstance(spec, dict) else {"type": "any", "default": spec}
+        bad = set(spec) - {"type", "default", "doc"}
+        if bad:
+            problems.append(Problem(f"graph input '{name}': unknown keys {sorted(bad)}", line=lines.get(("inputs", name))))
+        graph.inputs[str(name)] = GraphInput(type=str(spec.get("type", "any")), default=spec.get("default"),
+                                             doc=spec.get("doc"))
+
+    raw_nodes = data.get("nodes")
+    if not isinstance(raw_nodes, dict) or not raw_nodes:
+        problems.append(Problem("'nodes' must be a non-empty mapping of node id -> {type, params, inputs}",
+                                line=lines.get(("nodes",))))
+        raw_nodes = {}
+    for nid, spec in raw_nodes.items():
+        nid = str(nid)
+        line = lines.get(("nodes", nid))
+        if not isinstance(spec, dict) or "type" not in spec:
+            problems.append(Problem("a node must be a mapping with a 'type'", nid, line))
+            continue
+        bad = set(spec) - NODE_KEYS
+        if bad:
+            problems.append(Problem(f"unknown keys {sorted(bad)} (allowed: {', '.join(sorted(NODE_KEYS))})", nid, line))
+        params = spec.get("params") or {}
+        if not isinstance(params, dict):
+            problems.append(Problem("'params' must be a mapping", nid, lines.get(("nodes", nid, "params"), line)))
+            params = {}
+        cache = spec.get("cache")
+        if cache is not None and cache not in CACHE_POLICIES:
+            problems.append(Problem(f"cache must be one of {', '.join(CACHE_POLICIES)}, got {cache!r}", nid, line))
+            cache = None
+        node = NodeSpec(type=str(spec["type"]), params=dict(params), cache=cache, line=line,
+                        param_lines={str(k): lines.get(("nodes", nid, "params", str(k)), line) for k in params})
+        raw_links = spec.get("inputs") or {}
+        if not isinstance(raw_links, dict):
+            problems.append(Problem("'inputs' must be a mapping of input -> source", nid, line))
+            raw_links = {}
+        for port, src in raw_links.items():
+            try:
+                node.inputs[str(port)] = parse_source(src)
+            except UserError as exc:
+                problems.append(Problem(f"input '{port}': {exc.message}", nid, lines.get(("nodes", nid, "inputs", str(port)), line)))
+        graph.nodes[nid] = node
+
+    raw_outputs = data.get("outputs") or {}
+    if not isinstance(raw_outputs, dict):
+        problems.append(Problem("'outputs' must be a mapping of name -> node or node.output"))
+        raw_outputs = {}
+    for name, src in raw_outputs.items():
+        try:
+            graph.outputs[str(name)] = parse_source(src)
+        except UserError as exc:
+            problems.append(Problem(f"output '{name}': {exc.message}", line=lines.get(("outputs", str(name)))))
+    if problems:
+        raise GraphInvalid(problems)
+    return graph
+
+
+def graph_to_dict(graph: Graph) -> dict[str, Any]:
+    out: dict[str, Any] = {"graph": graph.name}
+    if graph.inputs:
+        out["inputs"] = {}
+        for name, gi in graph.inputs.items():
+            spec: dict[str, Any] = {"type": gi.type, "default": gi.default}
+            if gi.doc:
+                spec["doc"] = gi.doc
+            out["inputs"][name] = spec
+    out["nodes"] = {}
+    for nid, spec in graph.nodes.items():
+        node: dict[str, Any] = {"type": spec.type}
+        if spec.params:
+            node["params"] = spec.params
+        if spec.inputs:
+            node["inputs"] = {port: str(src) for port, src in spec.inputs.items()}
+        if spec.cache:
+            node["cache"] = spec.cache
+        out["nodes"][nid] = node
+    if graph.outputs:
+        out["outputs"] = {name: str(src) for name, src in graph.outputs.items()}
+    return out
+
+
+def dump_graph(graph: Graph) -> str:
+    return yaml.safe_dump(graph_to_dict(graph), sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+__all__ = ["InputRef", "Link", "dump_graph", "graph_from_dict", "graph_to_dict", "load_graph"]

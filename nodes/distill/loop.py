@@ -1,0 +1,140 @@
+"""The per-instance distillation loop shared by `distill.semantic` and `distill.pixel`.
+
+Plain functions (no engine): the nodes build a prior and an `InstanceViews`
+and call `distill_texture`. Numerics (issue 8): a NaN/inf in the loss or the
+texture restarts the instance once with lr/4 (`info["restarted"] = True`); a
+second occurrence raises `UserError` naming the node, the instance and the step.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from graphflow import UserError
+
+from .methods import MethodName, distill_gradient, surrogate_loss
+from .prior_api import PriorBatch, ScorePrior
+from .schedule import ScheduleName, timestep
+from .texture_param import InstanceViews, PyramidTexture, seen_texels
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    method: MethodName = "vsd"
+    steps: int = 150
+    lr: float = 0.03
+    guidance_scale: float = 1.0
+    t_min: float = 0.02
+    t_max: float = 0.98
+    schedule: ScheduleName = "decreasing"
+    texture_size: int = 128
+    texture_levels: int = 4
+    views_per_step: int = 4
+
+
+class NonFiniteError(RuntimeError):
+    def __init__(self, step: int, what: str) -> None:
+        super().__init__(f"non-finite {what} at step {step}")
+        self.step, self.what = step, what
+
+
+def _mask_like(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The image-space mask `[B, 1, H, W]` at the prior sample's resolution, broadcast over channels."""
+    if mask.shape[-2:] != x.shape[-2:]:
+        mask = (F.interpolate(mask, size=x.shape[-2:], mode="area") > 0.5).to(x.dtype)
+    return mask.expand(-1, x.shape[1], -1, -1)
+
+
+def run_steps(
+    prior: ScorePrior,
+    texture: PyramidTexture,
+    views: InstanceViews,
+    settings: LoopSettings,
+    lr: float,
+    generator: torch.Generator,
+    instance: str,
+    on_step: Callable[[int, float], None] | None = None,
+    poison_at: int | None = None,
+) -> list[float]:
+    """Optimise `texture` in place; returns the loss per step. Raises NonFiniteError."""
+    optimizer = torch.optim.Adam(texture.parameters(), lr=lr, betas=(0.9, 0.99))
+    count = views.uv.shape[0]
+    per_step = min(settings.views_per_step, count)
+    losses: list[float] = []
+    for step in range(settings.steps):
+        t = timestep(settings.schedule, step, settings.steps, settings.t_min, settings.t_max, generator)
+        chosen = torch.randperm(count, generator=generator)[:per_step] if per_step < count else torch.arange(count)
+        uv, mask = views.uv[chosen], views.mask[chosen]
+        x = prior.encode(texture.render(uv, mask))
+        batch = PriorBatch(instance=instance, masks=mask)
+        result = distill_gradient(settings.method, prior, x, t, batch, generator,
+                                  guidance_scale=settings.guidance_scale, t_min=settings.t_min)
+        grad = result.grad
+        if poison_at is not None and step == poison_at:  # test hook for the NaN path
+            grad = grad * float("nan")
+        loss = surrogate_loss(x, grad, _mask_like(mask, x))
+        if not torch.isfinite(loss):
+            raise NonFiniteError(step, "loss")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if not all(bool(torch.isfinite(p).all()) for p in texture.parameters()):
+            raise NonFiniteError(step, "texture")
+        losses.append(float(loss))
+        if on_step is not None:
+            on_step(step, float(loss))
+    return losses
+
+
+def distill_texture(
+    prior: ScorePrior,
+    views: InstanceViews,
+    atlas_mask: torch.Tensor,
+    settings: LoopSettings,
+    generator_seed: int,
+    instance: str,
+    node_id: str,
+    init: torch.Tensor | None = None,
+    fill: torch.Tensor | float = 0.5,
+    progress: Any = None,
+    poison_steps: tuple[int | None, int | None] = (None, None),
+    info: dict[str, Any] | None = None,
+) -> tuple[PyramidTexture, dict[str, Any]]:
+    """Run the loop (restarting once with lr/4 on NaN/inf); returns the texture and its info."""
+    info = dict(info or {})
+    lr = settings.lr
+    for attempt in range(2):
+        generator = torch.Generator().manual_seed(generator_seed)
+        texture = PyramidTexture(settings.texture_size, settings.texture_levels, init=init, fill=fill)
+
+        def on_step(step: int, loss: float) -> None:
+            if progress is not None:
+                progress.update(1, loss=f"{loss:.4g}")
+
+        try:
+            losses = run_steps(prior, texture, views, settings, lr, generator, instance, on_step,
+                               poison_at=poison_steps[attempt])
+        except NonFiniteError as err:
+            if attempt == 1:
+                raise UserError(
+                    f"the texture of instance '{instance}' became NaN/inf ({err.what}) at step {err.step} "
+                    f"again after restarting with lr={lr:g}",
+                    node=node_id, item=instance, param="lr",
+                    hint="lower params.lr or params.guidance_scale",
+                ) from None
+            info.update(restarted=True, restart_step=err.step, restart_reason=f"non-finite {err.what}")
+            lr = lr / 4
+            if progress is not None:
+                progress.n = 0
+            continue
+        info.setdefault("restarted", False)
+        info.update(steps=settings.steps, lr=lr, method=settings.method, schedule=settings.schedule,
+                    final_loss=losses[-1] if losses else None,
+                    loss_first=losses[0] if losses else None)
+        info["seen_fraction"] = float(seen_texels(views.uv, views.mask, settings.texture_size).float().mean())
+        return texture, info
+    raise AssertionError("unreachable")

@@ -1,0 +1,146 @@
+"""A texture on an instance's UV atlas, parameterized as a Laplacian pyramid.
+
+The atlas image is the sum of `levels` parameter images at sizes
+`size / 2^k`, each upsampled (bilinear) to full size. A coarse parameter
+moves a large area of the atlas per unit of learning rate, so with Adam the
+coarse structure converges first and fine detail last.
+
+Renders go through the views' interpolated UVs with the differentiable
+`nodes.render.ops.sample_texture_map` (glTF UV convention, clamp at the
+atlas border). Texels that no view samples are filled by UV-space dilation
+(`nodes.render.uv_raster.dilate_into_empty`) when the atlas is exported, so
+seams have no holes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nodes.render.ops import sample_texture_map
+from nodes.types import TextureMap, Views
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`[N, C, H, W]` resized; area (antialiased) when shrinking, bilinear when growing."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    if size[0] <= image.shape[-2] and size[1] <= image.shape[-1]:
+        return F.interpolate(image, size=size, mode="area")
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False)
+
+
+class PyramidTexture(torch.nn.Module):
+    """RGB atlas `[3, size, size]` = Σ_k up(level_k); level 0 is the coarsest."""
+
+    def __init__(self, size: int, levels: int = 4, init: torch.Tensor | None = None,
+                 fill: torch.Tensor | float = 0.5) -> None:
+        super().__init__()
+        if size < 2 ** (levels - 1):
+            raise ValueError(f"texture size {size} too small for {levels} pyramid levels")
+        self.size = size
+        sizes = [max(1, size >> (levels - 1 - k)) for k in range(levels)]
+        if init is None:
+            colour = torch.as_tensor(fill, dtype=torch.float32).reshape(-1, 1, 1).expand(3, size, size)
+            init = colour
+        target = _resize(init[None].float(), (size, size))
+        params = []
+        reconstruction = torch.zeros(1, 3, size, size)
+        for level_size in sizes:
+            # Each level holds the residual of the init at its scale (an exact Laplacian decomposition).
+            level_target = _resize(target, (level_size, level_size))
+            current = _resize(reconstruction, (level_size, level_size)) if level_size < size else reconstruction
+            residual = level_target - current
+            params.append(torch.nn.Parameter(residual.clone()))
+            reconstruction = reconstruction + F.interpolate(residual, size=(size, size), mode="bilinear",
+                                                            align_corners=False)
+        self.levels = torch.nn.ParameterList(params)
+
+    def image(self) -> torch.Tensor:
+        """The atlas `[3, size, size]` (differentiable)."""
+        total = None
+        for level in self.levels:
+            up = level if level.shape[-1] == self.size else F.interpolate(
+                level, size=(self.size, self.size), mode="bilinear", align_corners=False)
+            total = up if total is None else total + up
+        assert total is not None
+        return total[0]
+
+    def render(self, uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Renders `[B, 3, H, W]` through interpolated glTF UVs `[B, H, W, 2]`, zero where `mask` `[B, 1, H, W]` is 0."""
+        sampled = sample_texture_map(self.image(), uv, boundary_mode="clamp")  # [B, H, W, 3]
+        return sampled.permute(0, 3, 1, 2) * mask
+
+    def to_texture_map(self, atlas_mask: torch.Tensor, seen: torch.Tensor, info: dict[str, Any]) -> TextureMap:
+        """The clamped atlas with unseen texels filled from their seen neighbours by UV-space dilation."""
+        from nodes.render.uv_raster import dilate_into_empty
+
+        with torch.no_grad():
+            image = self.image().clamp(0.0, 1.0)
+            if bool(seen.any()):
+                image = dilate_into_empty(image, seen, iterations=image.shape[-1])
+        return TextureMap(image=image.contiguous(), mask=atlas_mask.bool(), info=info)
+
+
+def seen_texels(uv: torch.Tensor, mask: torch.Tensor, size: int) -> torch.Tensor:
+    """`[size, size]` bool: texels that bilinear sampling at the masked pixels touches."""
+    pts = uv[mask[:, 0] > 0.5]  # [N, 2] glTF uv
+    seen = torch.zeros(size, size, dtype=torch.bool)
+    if pts.numel() == 0:
+        return seen
+    x = pts[:, 0].clamp(0, 1) * size - 0.5
+    y = pts[:, 1].clamp(0, 1) * size - 0.5
+    x0, y0 = x.floor().long(), y.floor().long()
+    for dy in (0, 1):
+        for dx in (0, 1):
+            seen[(y0 + dy).clamp(0, size - 1), (x0 + dx).clamp(0, size - 1)] = True
+    return seen
+
+
+@dataclass(frozen=True)
+class InstanceViews:
+    """The views of one instance, cropped to where it appears."""
+
+    uv: torch.Tensor  # [B, H, W, 2]
+    mask: torch.Tensor  # [B, 1, H, W] float, 1 on the instance's pixels
+    view_index: torch.Tensor  # [B] indices into the full Views
+    crop: tuple[int, int, int, int]  # y0, y1, x0, x1 in the full views
+
+
+def select_instance_views(views: Views, instance_name: str, min_pixels: int = 16, multiple: int = 8) -> InstanceViews:
+    """The views that see the instance (its orbit cameras first), cropped to the union of its masks.
+
+    Raises `ValueError` when no view shows at least `min_pixels` of it (callers turn it into a UserError).
+    """
+    if instance_name not in views.instance_names:
+        raise ValueError(f"instance '{instance_name}' is not in the views (views know {list(views.instance_names)})")
+    index = views.instance_names.index(instance_name)
+    masks = views.instance_id == index  # [B, H, W]
+    counts = masks.flatten(1).sum(1)
+    targeted = torch.tensor([name == instance_name for name in views.view_target], dtype=torch.bool)
+    chosen = torch.nonzero(targeted & (counts >= min_pixels)).flatten()
+    if chosen.numel() == 0:
+        chosen = torch.nonzero(counts >= min_pixels).flatten()
+    if chosen.numel() == 0:
+        raise ValueError(f"instance '{instance_name}' covers fewer than {min_pixels} pixels in every view")
+    union = masks[chosen].any(0)
+    rows = torch.nonzero(union.any(1)).flatten()
+    cols = torch.nonzero(union.any(0)).flatten()
+    h, w = union.shape
+    y0, y1 = int(rows.min()), int(rows.max()) + 1
+    x0, x1 = int(cols.min()), int(cols.max()) + 1
+    # Grow the crop to a multiple of `multiple` (pyramid levels) inside the image when possible.
+    def grow(lo: int, hi: int, limit: int) -> tuple[int, int]:
+        want = min(limit, -(-(hi - lo) // multiple) * multiple)
+        extra = want - (hi - lo)
+        lo = max(0, lo - extra // 2)
+        hi = min(limit, lo + want)
+        lo = max(0, hi - want)
+        return lo, hi
+    y0, y1 = grow(y0, y1, h)
+    x0, x1 = grow(x0, x1, w)
+    uv = views.uv[chosen, y0:y1, x0:x1].float()
+    mask = masks[chosen, y0:y1, x0:x1].float()[:, None]
+    return InstanceViews(uv=uv.contiguous(), mask=mask.contiguous(), view_index=chosen, crop=(y0, y1, x0, x1))

@@ -1,0 +1,578 @@
+"""glTF 2.0 (.gltf + external/data-URI buffers, .glb) -> world-space mesh parts.
+
+Untrusted input: every structural problem (container, JSON, indices into
+arrays, byte ranges, component types, non-finite numbers, out-of-range
+vertex indices, size limits) is a `UserError(file=path)` that says what is
+wrong; the container is parsed here (so the messages are exact) and the JSON
+structure by pygltflib. Nothing is allocated from a size field before that
+size is checked against the bytes actually present or `max_faces`.
+
+Conventions of the returned parts:
+- one part per (node, primitive) reachable from the default scene; node
+  transforms (matrix or TRS, composed down the hierarchy) are applied to
+  positions, normals (inverse transpose) and tangents; a mirroring
+  transform flips the triangle winding so front faces stay counter-clockwise;
+- node name: the node's `name`, else its mesh's name, else `node_<index>`;
+  a name used by an earlier node gets a `.001`, `.002`... suffix;
+  part name: the node name when its mesh has one primitive, else
+  `<node>_<primitive index>`;
+- triangle strips and fans become triangle lists; points and lines are
+  skipped (logged);
+- `texture`: the material's baseColor image decoded to linear RGB, multiplied
+  by the RGB of `baseColorFactor` (both linear, as the glTF spec shades
+  them), downscaled so its long side is at most `texture_size`; a
+  `KHR_texture_transform` on it is *not* applied but recorded in the part info.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import struct
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pygltflib
+import torch
+
+from graphflow import UserError
+
+from .images import DEFAULT_MAX_PIXELS, decode_image_bytes, fit_long_side, load_image
+
+GLB_MAGIC = b"glTF"
+CHUNK_JSON = 0x4E4F534A
+CHUNK_BIN = 0x004E4942
+COMPONENT_DTYPES = {
+    5120: np.dtype("<i1"), 5121: np.dtype("<u1"), 5122: np.dtype("<i2"),
+    5123: np.dtype("<u2"), 5125: np.dtype("<u4"), 5126: np.dtype("<f4"),
+}
+TYPE_SIZES = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4, "MAT2": 4, "MAT3": 9, "MAT4": 16}
+NORMALIZED_SCALE = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+MODE_NAMES = {0: "POINTS", 1: "LINES", 2: "LINE_LOOP", 3: "LINE_STRIP", 4: "TRIANGLES", 5: "TRIANGLE_STRIP",
+              6: "TRIANGLE_FAN"}
+
+
+@dataclass
+class MeshPart:
+    """One primitive of one node, in world space, before clean-up."""
+
+    name: str
+    info: dict[str, Any]
+    positions: np.ndarray  # [V, 3] float32
+    faces: np.ndarray  # [F, 3] int64 (may still contain degenerate triangles)
+    normals: np.ndarray | None = None
+    uvs: np.ndarray | None = None
+    tangents: np.ndarray | None = None
+    texture: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class _Reader:
+    """State of one load: the parsed document, its file, lazily loaded buffers."""
+
+    def __init__(self, path: Path, max_faces: int, max_pixels: int, texture_size: int,
+                 log: logging.Logger) -> None:
+        self.path = path
+        self.name = str(path)
+        self.max_faces = max_faces
+        self.max_pixels = max_pixels
+        self.texture_size = texture_size
+        self.log = log
+        self.glb_bin: bytes | None = None
+        self.buffers: dict[int, bytes] = {}
+        self.textures: dict[tuple[int, tuple[float, float, float]], torch.Tensor | None] = {}
+        self.doc: pygltflib.GLTF2
+
+    # ---- errors ----
+    def fail(self, message: str, hint: str | None = None) -> UserError:
+        return UserError(message, file=self.name, hint=hint or "re-export the scene with a glTF 2.0 exporter")
+
+    # ---- container ----
+    def parse(self, data: bytes) -> None:
+        if self.path.suffix.lower() == ".glb" or data[:4] == GLB_MAGIC:
+            text = self._parse_glb(data)
+        else:
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise self.fail("not a glTF file: the JSON is not UTF-8 text (a .glb must start with 'glTF')") from None
+        try:
+            obj = json.loads(text)
+        except RecursionError:
+            raise self.fail("the glTF JSON is nested too deeply") from None
+        except ValueError as exc:
+            raise self.fail(f"the glTF JSON is malformed ({exc})") from None
+        if not isinstance(obj, dict):
+            raise self.fail("the glTF JSON must be an object")
+        asset = obj.get("asset")
+        version = asset.get("version") if isinstance(asset, dict) else None
+        if not isinstance(version, str) or not version.startswith("2."):
+            raise self.fail(f"not a glTF 2.0 file (asset.version is {version!r})")
+        for key in ("nodes", "meshes", "accessors", "bufferViews", "buffers", "materials", "textures", "images",
+                    "scenes"):
+            if key in obj and not isinstance(obj[key], list):
+                raise self.fail(f"'{key}' must be a list")
+        try:
+            self.doc = pygltflib.GLTF2.from_dict(obj)
+        except RecursionError:
+            raise self.fail("the glTF JSON is nested too deeply") from None
+        except Exception as exc:  # noqa: BLE001 - schema mismatches surface as many exception types
+            raise self.fail(f"the glTF JSON does not follow the glTF schema ({type(exc).__name__}: {exc})") from None
+
+    def _parse_glb(self, data: bytes) -> str:
+        if len(data) < 12:
+            raise self.fail(f"truncated .glb: {len(data)} bytes, less than the 12-byte header")
+        magic, version, length = struct.unpack_from("<4sII", data, 0)
+        if magic != GLB_MAGIC:
+            raise self.fail(f"bad .glb magic {magic!r} (expected b'glTF')", hint="is this really a .glb file?")
+        if version != 2:
+            raise self.fail(f"unsupported .glb container version {version} (expected 2)")
+        if length != len(data):
+            state = "truncated" if length > len(data) else "has trailing bytes"
+            raise self.fail(f"the .glb header says {length} bytes but the file has {len(data)} ({state})")
+        offset = 12
+        json_chunk: bytes | None = None
+        while offset < length:
+            if offset + 8 > length:
+                raise self.fail(f"truncated .glb chunk header at byte {offset}")
+            chunk_length, chunk_type = struct.unpack_from("<II", data, offset)
+            start, end = offset + 8, offset + 8 + chunk_length
+            if end > length:
+                raise self.fail(f"a .glb chunk at byte {offset} claims {chunk_length} bytes, past the end of the file")
+            if json_chunk is None:
+                if chunk_type != CHUNK_JSON:
+                    raise self.fail("the first .glb chunk is not JSON")
+                json_chunk = data[start:end]
+            elif chunk_type == CHUNK_BIN:
+                if self.glb_bin is not None:
+                    raise self.fail("the .glb has more than one BIN chunk")
+                self.glb_bin = data[start:end]
+            offset = end
+        if json_chunk is None:
+            raise self.fail("the .glb has no JSON chunk")
+        try:
+            return json_chunk.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise self.fail("the .glb JSON chunk is not UTF-8 text") from None
+
+    # ---- generic checks ----
+    def item(self, collection: str, index: Any, what: str) -> Any:
+        items = getattr(self.doc, collection, None) or []
+        if not _is_int(index) or not 0 <= index < len(items):
+            raise self.fail(f"{what} refers to {collection}[{index!r}], but there are {len(items)}")
+        value = items[index]
+        if value is None or isinstance(value, (int, float, str, list)):
+            raise self.fail(f"{collection}[{index}] is not an object")
+        return value
+
+    def uint(self, value: Any, what: str, default: int | None = None) -> int:
+        if value is None and default is not None:
+            return default
+        if not _is_int(value) or value < 0:
+            raise self.fail(f"{what} must be a non-negative integer, got {value!r}")
+        return int(value)
+
+    # ---- buffers ----
+    def buffer(self, index: int, what: str) -> bytes:
+        if index in self.buffers:
+            return self.buffers[index]
+        buf = self.item("buffers", index, what)
+        declared = self.uint(buf.byteLength, f"buffers[{index}].byteLength")
+        uri = buf.uri
+        if uri is None:
+            if self.glb_bin is None or index != 0:
+                raise self.fail(f"buffers[{index}] has no uri and there is no .glb BIN chunk for it")
+            data = self.glb_bin
+        elif not isinstance(uri, str):
+            raise self.fail(f"buffers[{index}].uri must be a string")
+        else:
+            data = self.read_uri(uri, f"buffers[{index}]")
+        if declared > len(data):
+            raise self.fail(f"buffers[{index}] declares {declared} bytes but only {len(data)} are present "
+                            "(truncated buffer?)")
+        self.buffers[index] = data[:declared]
+        return self.buffers[index]
+
+    def read_uri(self, uri: str, what: str) -> bytes:
+        if uri.startswith("data:"):
+            header, sep, payload = uri.partition(",")
+            if not sep or not header.endswith(";base64"):
+                raise self.fail(f"{what}: only base64 data URIs are supported")
+            try:
+                return base64.b64decode(payload, validate=True)
+            except (binascii.Error, ValueError):
+                raise self.fail(f"{what}: the base64 data URI is corrupt") from None
+        if "://" in uri or uri.startswith("/") or uri.startswith("\\"):
+            raise self.fail(f"{what}: uri {uri!r} must be a path relative to the glTF file")
+        target = self.path.parent / urllib.parse.unquote(uri)
+        try:
+            return target.read_bytes()
+        except FileNotFoundError:
+            raise UserError(f"{what} refers to a file that does not exist", file=str(target),
+                            hint=f"keep the files next to {self.name}") from None
+        except OSError as exc:
+            raise UserError(f"{what}: cannot read the file ({exc.strerror or exc})", file=str(target)) from None
+
+    def buffer_view(self, index: Any, what: str) -> tuple[bytes, int, int, int | None]:
+        """(buffer bytes, start, length, stride) of a bufferView, range-checked."""
+        view = self.item("bufferViews", index, what)
+        buffer_index = view.buffer
+        data = self.buffer(buffer_index, f"bufferViews[{index}]") if _is_int(buffer_index) else None
+        if data is None:
+            raise self.fail(f"bufferViews[{index}].buffer must be an index into buffers")
+        start = self.uint(view.byteOffset, f"bufferViews[{index}].byteOffset", default=0)
+        length = self.uint(view.byteLength, f"bufferViews[{index}].byteLength")
+        if start + length > len(data):
+            raise self.fail(f"bufferViews[{index}] spans bytes {start}..{start + length} of buffers[{buffer_index}], "
+                            f"which has {len(data)} bytes")
+        stride = view.byteStride
+        if stride is not None:
+            stride = self.uint(stride, f"bufferViews[{index}].byteStride")
+            if not 4 <= stride <= 252:
+                raise self.fail(f"bufferViews[{index}].byteStride {stride} is outside 4..252")
+        return data, start, length, stride
+
+    # ---- accessors ----
+    def accessor(self, index: Any, what: str, *, types: tuple[str, ...], components: tuple[int, ...],
+                 max_count: int) -> np.ndarray:
+        """An accessor's elements as float64/int64 `[count, n]`, normalized ints scaled to [0, 1]/[-1, 1]."""
+        acc = self.item("accessors", index, what)
+        label = f"accessors[{index}] ({what})"
+        if acc.sparse is not None:
+            raise self.fail(f"{label} is sparse, which is not supported", hint="re-export without sparse accessors")
+        ctype, atype = acc.componentType, acc.type
+        if ctype not in components:
+            raise self.fail(f"{label} has componentType {ctype!r}; expected one of {list(components)}")
+        if atype not in types:
+            raise self.fail(f"{label} has type {atype!r}; expected {' or '.join(types)}")
+        count = self.uint(acc.count, f"{label}.count")
+        if count == 0:
+            raise self.fail(f"{label} has count 0")
+        if count > max_count:
+            raise UserError(f"{label} has {count:,} elements, over the limit of {max_count:,} implied by max_faces",
+                            file=self.name, param="max_faces", hint="raise max_faces if the scene is really this large")
+        n = TYPE_SIZES[atype]
+        dtype = COMPONENT_DTYPES[ctype]
+        elem = n * dtype.itemsize
+        if acc.bufferView is None:
+            array = np.zeros((count, n), dtype=dtype)
+        else:
+            data, start, length, stride = self.buffer_view(acc.bufferView, label)
+            stride = stride or elem
+            offset = self.uint(acc.byteOffset, f"{label}.byteOffset", default=0)
+            if stride < elem:
+                raise self.fail(f"{label}: byteStride {stride} is smaller than one element ({elem} bytes)")
+            needed = offset + stride * (count - 1) + elem
+            if needed > length:
+                raise self.fail(f"{label} needs {needed} bytes (byteOffset {offset}, count {count}) but its bufferView "
+                                f"has {length}", hint="the file is truncated or corrupt")
+            array = np.ndarray(shape=(count, n), dtype=dtype, buffer=data, offset=start + offset,
+                               strides=(stride, dtype.itemsize)).copy()
+        if ctype == 5126:
+            return array.astype(np.float64)
+        if acc.normalized:
+            scale = NORMALIZED_SCALE.get(ctype)
+            if scale is None:
+                raise self.fail(f"{label} is normalized with componentType {ctype}, which glTF does not allow")
+            return np.maximum(array.astype(np.float64) / scale, -1.0)
+        return array.astype(np.int64)
+
+    # ---- scene graph ----
+    def node_matrix(self, index: int, node: Any) -> np.ndarray:
+        label = f"nodes[{index}]"
+        if node.matrix is not None:
+            m = node.matrix
+            if not isinstance(m, list) or len(m) != 16 or not all(_is_number(x) for x in m):
+                raise self.fail(f"{label}.matrix must be 16 finite numbers")
+            return np.array(m, dtype=np.float64).reshape(4, 4).T  # column-major in glTF
+        t = self.vector(node.translation, 3, f"{label}.translation", [0.0, 0.0, 0.0])
+        r = self.vector(node.rotation, 4, f"{label}.rotation", [0.0, 0.0, 0.0, 1.0])
+        s = self.vector(node.scale, 3, f"{label}.scale", [1.0, 1.0, 1.0])
+        norm = float(np.linalg.norm(r))
+        if norm < 1e-8:
+            raise self.fail(f"{label}.rotation is a zero quaternion")
+        x, y, z, w = r / norm
+        rot = np.array([
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ])
+        m = np.eye(4)
+        m[:3, :3] = rot * s[None, :]
+        m[:3, 3] = t
+        return m
+
+    def vector(self, value: Any, n: int, what: str, default: list[float]) -> np.ndarray:
+        if value is None:
+            return np.array(default, dtype=np.float64)
+        if not isinstance(value, list) or len(value) != n or not all(_is_number(x) for x in value):
+            raise self.fail(f"{what} must be {n} finite numbers")
+        return np.array(value, dtype=np.float64)
+
+    def walk(self) -> list[tuple[int, np.ndarray]]:
+        """(node index, world matrix) of every node reachable from the default scene, depth first."""
+        nodes = self.doc.nodes or []
+        scenes = self.doc.scenes or []
+        if scenes:
+            scene_index = self.doc.scene if self.doc.scene is not None else 0
+            scene = self.item("scenes", scene_index, "the default scene")
+            roots = scene.nodes or []
+            if not isinstance(roots, list):
+                raise self.fail(f"scenes[{scene_index}].nodes must be a list")
+        else:
+            children: set[int] = set()
+            for node in nodes:
+                kids = getattr(node, "children", None)
+                if isinstance(kids, list):
+                    children.update(k for k in kids if _is_int(k))
+            roots = [i for i in range(len(nodes)) if i not in children]
+        out: list[tuple[int, np.ndarray]] = []
+        seen: set[int] = set()
+        stack = [(root, np.eye(4), "scene") for root in reversed(roots)]
+        while stack:
+            index, parent, via = stack.pop()
+            node = self.item("nodes", index, via)
+            if index in seen:
+                raise self.fail(f"nodes[{index}] appears twice in the node hierarchy (a cycle or a shared child)")
+            seen.add(index)
+            world = parent @ self.node_matrix(index, node)
+            out.append((index, world))
+            kids = node.children or []
+            if not isinstance(kids, list):
+                raise self.fail(f"nodes[{index}].children must be a list")
+            for child in reversed(kids):
+                stack.append((child, world, f"nodes[{index}].children"))
+        return out
+
+    # ---- materials ----
+    def material_of(self, index: Any, label: str) -> tuple[str, dict[str, Any], torch.Tensor | None]:
+        """(material name, extra part info, linear baseColor texture or None)."""
+        if index is None:
+            return "default", {}, None
+        mat = self.item("materials", index, f"{label}.material")
+        name = mat.name if isinstance(mat.name, str) and mat.name else f"material_{index}"
+        info: dict[str, Any] = {}
+        pbr = mat.pbrMetallicRoughness
+        factor = [1.0, 1.0, 1.0, 1.0]
+        texture = None
+        if pbr is not None and not isinstance(pbr, (int, float, str, list)):
+            if pbr.baseColorFactor is not None:
+                factor = self.vector(pbr.baseColorFactor, 4, f"materials[{index}].baseColorFactor", factor).tolist()
+            info["base_color_factor"] = [float(x) for x in factor]
+            tex_info = pbr.baseColorTexture
+            if tex_info is not None and not isinstance(tex_info, (int, float, str, list)):
+                texcoord = tex_info.texCoord if tex_info.texCoord is not None else 0
+                if texcoord != 0:
+                    info["base_color_texcoord"] = texcoord
+                extensions = tex_info.extensions if isinstance(tex_info.extensions, dict) else {}
+                transform = extensions.get("KHR_texture_transform")
+                if isinstance(transform, dict):
+                    info["base_color_uv_transform"] = {
+                        k: transform[k] for k in ("offset", "rotation", "scale", "texCoord") if k in transform
+                    }
+                texture = self.base_color(tex_info.index, index, tuple(float(x) for x in factor[:3]))
+        return name, info, texture
+
+    def base_color(self, texture_index: Any, material_index: int,
+                   factor: tuple[float, float, float]) -> torch.Tensor | None:
+        tex = self.item("textures", texture_index, f"materials[{material_index}].baseColorTexture")
+        source = tex.source
+        if source is None:
+            self.log.info("%s: textures[%s] has no PNG/JPEG source; its part gets no texture", self.name, texture_index)
+            return None
+        key = (int(source) if _is_int(source) else -1, factor)
+        if key in self.textures:
+            return self.textures[key]
+        image = self.item("images", source, f"textures[{texture_index}].source")
+        label = f"images[{source}]"
+        if image.uri is not None:
+            if not isinstance(image.uri, str):
+                raise self.fail(f"{label}.uri must be a string")
+            if image.uri.startswith("data:"):
+                pixels = decode_image_bytes(self.read_uri(image.uri, label), name=f"{self.name} {label}",
+                                            max_pixels=self.max_pixels)
+            else:
+                if "://" in image.uri or image.uri.startswith(("/", "\\")):
+                    raise self.fail(f"{label}: uri {image.uri!r} must be a path relative to the glTF file")
+                pixels = load_image(self.path.parent / urllib.parse.unquote(image.uri), max_pixels=self.max_pixels)
+        elif image.bufferView is not None:
+            data, start, length, _ = self.buffer_view(image.bufferView, label)
+            pixels = decode_image_bytes(data[start:start + length], name=f"{self.name} {label}",
+                                        max_pixels=self.max_pixels)
+        else:
+            raise self.fail(f"{label} has neither a uri nor a bufferView")
+        pixels = fit_long_side(pixels, self.texture_size)
+        tinted = (pixels * torch.tensor(factor, dtype=torch.float32)[:, None, None]).contiguous()
+        self.textures[key] = tinted
+        return tinted
+
+
+def _triangles(indices: np.ndarray, mode: int) -> np.ndarray:
+    """Index list of a primitive -> [F, 3] triangle list (strips and fans converted, winding kept)."""
+    if mode == 4:
+        usable = len(indices) - len(indices) % 3
+        return indices[:usable].reshape(-1, 3)
+    if len(indices) < 3:
+        return np.zeros((0, 3), dtype=np.int64)
+    k = np.arange(len(indices) - 2)
+    if mode == 5:  # strip: odd triangles swap their first two vertices to keep the winding
+        a = np.where(k % 2 == 0, indices[k], indices[k + 1])
+        b = np.where(k % 2 == 0, indices[k + 1], indices[k])
+        return np.stack([a, b, indices[k + 2]], axis=1)
+    return np.stack([np.full_like(k, indices[0]), indices[k + 1], indices[k + 2]], axis=1)  # fan
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    if name not in taken:
+        return name
+    n = 1
+    while f"{name}.{n:03d}" in taken:
+        n += 1
+    return f"{name}.{n:03d}"
+
+
+def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int = DEFAULT_MAX_PIXELS,
+              texture_size: int = 2048, log: logging.Logger | None = None) -> list[MeshPart]:
+    """Read a .gltf/.glb into world-space `MeshPart`s (see the module docstring for conventions).
+
+    Raises `UserError(file=path)` for any problem with the file; for files
+    with more than `max_faces` triangles, a `UserError` naming `max_faces`.
+    """
+    path = Path(path)
+    log = log or logging.getLogger("graphflow.nodes.scene")
+    reader = _Reader(path, max_faces, max_pixels, texture_size, log)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("the scene file does not exist", file=str(path), hint="check the path") from None
+    except IsADirectoryError:
+        raise UserError("this is a directory, not a scene file", file=str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the scene file ({exc.strerror or exc})", file=str(path)) from None
+    reader.parse(data)
+    doc = reader.doc
+    max_vertices = 3 * max_faces + 3
+
+    # Pass 1: which primitives to read, and whether the triangle count fits the limit (no big reads yet).
+    plan: list[tuple[int, np.ndarray, int, Any, int]] = []
+    total_faces = 0
+    for node_index, world in reader.walk():
+        node = doc.nodes[node_index]
+        if node.mesh is None:
+            continue
+        mesh = reader.item("meshes", node.mesh, f"nodes[{node_index}].mesh")
+        prims = mesh.primitives
+        if not isinstance(prims, list) or not prims:
+            raise reader.fail(f"meshes[{node.mesh}] has no primitives")
+        for prim_index, prim in enumerate(prims):
+            label = f"meshes[{node.mesh}].primitives[{prim_index}]"
+            if prim is None or isinstance(prim, (int, float, str, list)):
+                raise reader.fail(f"{label} is not an object")
+            mode = 4 if prim.mode is None else prim.mode
+            if mode not in MODE_NAMES:
+                raise reader.fail(f"{label} has unknown mode {mode!r}")
+            if mode < 4:
+                log.info("%s: %s is %s, not triangles; skipped", path, label, MODE_NAMES[mode])
+                continue
+            if prim.indices is not None:
+                count_of = reader.item("accessors", prim.indices, f"{label}.indices").count
+            else:
+                attrs = prim.attributes
+                position = getattr(attrs, "POSITION", None) if attrs is not None else None
+                count_of = reader.item("accessors", position, f"{label}.attributes.POSITION").count
+            count = reader.uint(count_of, f"{label} index count")
+            total_faces += count // 3 if mode == 4 else max(count - 2, 0)
+            if total_faces > max_faces:
+                raise UserError(f"the scene has more than max_faces = {max_faces:,} triangles", file=str(path),
+                                param="max_faces", hint="raise max_faces (memory grows with it) or decimate the scene")
+            plan.append((node_index, world, int(node.mesh), prim, prim_index))
+    if not plan:
+        raise reader.fail("the scene has no triangle meshes (only points/lines, or no meshes at all)")
+
+    parts: list[MeshPart] = []
+    node_names: dict[int, str] = {}
+    taken: set[str] = set()
+    for node_index, world, mesh_index, prim, prim_index in plan:
+        node = doc.nodes[node_index]
+        mesh = doc.meshes[mesh_index]
+        mesh_name = mesh.name if isinstance(mesh.name, str) and mesh.name else f"mesh_{mesh_index}"
+        if node_index not in node_names:
+            base = node.name if isinstance(node.name, str) and node.name else (
+                mesh.name if isinstance(mesh.name, str) and mesh.name else f"node_{node_index}")
+            node_names[node_index] = _unique_name(base, taken)
+            taken.add(node_names[node_index])
+        node_name = node_names[node_index]
+        label = f"meshes[{mesh_index}].primitives[{prim_index}]"
+        attrs = prim.attributes
+        if attrs is None or isinstance(attrs, (int, float, str, list)):
+            raise reader.fail(f"{label} has no attributes")
+        positions = reader.accessor(attrs.POSITION, f"{label} POSITION", types=("VEC3",), components=(5126,),
+                                    max_count=max_vertices)
+        if not np.isfinite(positions).all():
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+            raise reader.fail(f"{label}: POSITION of vertex {bad} is NaN or infinite")
+        num_vertices = len(positions)
+
+        def optional(accessor_index: Any, name: str, atype: str, components: tuple[int, ...],
+                     _label: str = label, _n: int = num_vertices) -> np.ndarray | None:
+            if accessor_index is None:
+                return None
+            values = reader.accessor(accessor_index, f"{_label} {name}", types=(atype,), components=components,
+                                     max_count=max_vertices)
+            if len(values) != _n:
+                raise reader.fail(f"{_label}: {name} has {len(values)} elements but POSITION has {_n}")
+            return values
+
+        normals = optional(attrs.NORMAL, "NORMAL", "VEC3", (5126,))
+        tangents = optional(attrs.TANGENT, "TANGENT", "VEC4", (5126,))
+        uvs = optional(attrs.TEXCOORD_0, "TEXCOORD_0", "VEC2", (5126, 5121, 5123))
+        if prim.indices is not None:
+            indices = reader.accessor(prim.indices, f"{label} indices", types=("SCALAR",),
+                                      components=(5121, 5123, 5125), max_count=3 * max_faces + 3)[:, 0]
+        else:
+            indices = np.arange(num_vertices, dtype=np.int64)
+        if len(indices) and int(indices.max()) >= num_vertices:
+            raise reader.fail(f"{label}: vertex index {int(indices.max())} is out of range for {num_vertices} vertices")
+        faces = _triangles(indices.astype(np.int64), int(prim.mode if prim.mode is not None else 4))
+
+        linear = world[:3, :3]
+        det = float(np.linalg.det(linear))
+        if not math.isfinite(det) or abs(det) < 1e-30:
+            raise reader.fail(f"nodes[{node_index}] has a singular or non-finite transform")
+        world_positions = positions @ linear.T + world[:3, 3]
+        if not np.isfinite(world_positions).all():
+            raise reader.fail(f"{label}: positions become infinite after nodes[{node_index}]'s transform")
+        if det < 0:
+            faces = faces[:, [0, 2, 1]]
+        if normals is not None:
+            normals = normals @ np.linalg.inv(linear)
+        if tangents is not None:
+            tangents = np.concatenate([tangents[:, :3] @ linear.T, np.sign(det) * np.where(tangents[:, 3:] < 0, -1.0, 1.0)],
+                                      axis=1)
+
+        material_name, material_info, texture = reader.material_of(prim.material, label)
+        name = node_name if len(mesh.primitives) == 1 else f"{node_name}_{prim_index}"
+        info: dict[str, Any] = {"node": node_name, "mesh": mesh_name, "primitive": prim_index,
+                                "material": material_name, **material_info}
+        parts.append(MeshPart(
+            name=name, info=info,
+            positions=world_positions.astype(np.float32), faces=faces,
+            normals=None if normals is None else normals.astype(np.float32),
+            uvs=None if uvs is None else uvs.astype(np.float32),
+            tangents=None if tangents is None else tangents.astype(np.float32),
+            texture=texture,
+        ))
+    return parts

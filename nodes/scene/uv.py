@@ -1,0 +1,102 @@
+"""Texture space of one instance: is it usable as is, and if not, a new one.
+
+An instance's UVs are kept exactly when they are a valid atlas: present,
+finite, inside [0, 1] (tiled UVs repeat texels, which is overlap for a
+per-instance atlas) and not overlapping within the instance. Overlap is
+measured by rasterizing the UV triangles at a modest resolution and
+counting texel centres covered by more than one triangle; a small tolerance
+absorbs texels on shared edges and numerical slivers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import xatlas
+
+OVERLAP_RESOLUTION = 256
+OVERLAP_TOLERANCE = 0.01  # fraction of covered texels that may be covered twice
+UV_RANGE_TOLERANCE = 1e-3
+MAX_CANDIDATES = 40_000_000  # texel tests per overlap check (memory bound: ~16 bytes each)
+
+
+def uv_coverage_counts(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVERLAP_RESOLUTION) -> np.ndarray:
+    """How many triangles cover each texel centre of a `resolution`² grid over [0, 1]².
+
+    A texel counts as covered when its centre is strictly inside a triangle
+    (edge functions above a tiny epsilon), so neighbours sharing an edge do
+    not both claim texels lying exactly on it. Vectorised over all
+    (triangle, texel-in-its-bounding-box) pairs; the resolution is lowered
+    when the number of pairs would exceed `MAX_CANDIDATES`.
+    """
+    tri = uvs.astype(np.float64)[faces] * resolution - 0.5  # texel centres at integers
+    lo = np.clip(np.floor(tri.min(axis=1)).astype(np.int64) + 1, 0, resolution - 1)
+    hi = np.clip(np.ceil(tri.max(axis=1)).astype(np.int64) - 1, 0, resolution - 1)
+    w = np.maximum(hi[:, 0] - lo[:, 0] + 1, 0)
+    h = np.maximum(hi[:, 1] - lo[:, 1] + 1, 0)
+    count = w * h
+    total = int(count.sum())
+    if total > MAX_CANDIDATES and resolution > 32:
+        return uv_coverage_counts(uvs, faces, resolution // 2)
+    counts = np.zeros(resolution * resolution, dtype=np.int32)
+    if total == 0:
+        return counts.reshape(resolution, resolution)
+    tri_index = np.repeat(np.arange(len(faces)), count)
+    start = np.repeat(np.cumsum(count) - count, count)
+    local = np.arange(total) - start
+    x = lo[tri_index, 0] + local % w[tri_index]
+    y = lo[tri_index, 1] + local // w[tri_index]
+    a, b, c = tri[tri_index, 0], tri[tri_index, 1], tri[tri_index, 2]
+
+    def edge(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        return (q[:, 0] - p[:, 0]) * (y - p[:, 1]) - (q[:, 1] - p[:, 1]) * (x - p[:, 0])
+
+    e0, e1, e2 = edge(a, b), edge(b, c), edge(c, a)
+    eps = 1e-9
+    inside = ((e0 > eps) & (e1 > eps) & (e2 > eps)) | ((e0 < -eps) & (e1 < -eps) & (e2 < -eps))
+    np.add.at(counts, (y[inside] * resolution + x[inside]), 1)
+    return counts.reshape(resolution, resolution)
+
+
+def overlap_fraction(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVERLAP_RESOLUTION) -> float:
+    """Fraction of covered texels that more than one triangle covers (0 for an empty mesh)."""
+    counts = uv_coverage_counts(uvs, faces, resolution)
+    covered = int((counts > 0).sum())
+    return float((counts > 1).sum()) / covered if covered else 0.0
+
+
+def unwrap_reason(uvs: np.ndarray | None, faces: np.ndarray) -> str | None:
+    """Why these UVs cannot serve as the instance's atlas, or None when they can."""
+    if uvs is None or len(uvs) == 0:
+        return "no TEXCOORD_0"
+    used = uvs[np.unique(faces.reshape(-1))] if len(faces) else uvs
+    if not np.isfinite(used).all():
+        return "non-finite UVs"
+    if used.min() < -UV_RANGE_TOLERANCE or used.max() > 1.0 + UV_RANGE_TOLERANCE:
+        return f"UVs outside [0, 1] (range {used.min():.3g}..{used.max():.3g}; tiled UVs repeat texels)"
+    fraction = overlap_fraction(uvs, faces)
+    if fraction > OVERLAP_TOLERANCE:
+        return f"UV triangles overlap ({fraction:.1%} of covered texels are covered twice)"
+    return None
+
+
+def needs_unwrap(uvs: np.ndarray | None, faces: np.ndarray) -> bool:
+    """True when the UVs are missing, non-finite, outside [0, 1] or overlap within the instance."""
+    return unwrap_reason(uvs, faces) is not None
+
+
+def unwrap(positions: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A fresh non-overlapping atlas in [0, 1]² via xatlas.
+
+    Returns `(new positions, new faces, uvs, vertex map)`: vertices are split
+    at the new seams; `vertex map[i]` is the input vertex of new vertex `i`
+    (use it to carry other per-vertex attributes over).
+    """
+    vmapping, new_faces, uvs = xatlas.parametrize(
+        np.ascontiguousarray(positions, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.uint32)
+    )
+    vmap = vmapping.astype(np.int64)
+    return (
+        positions[vmap].astype(np.float32),
+        new_faces.astype(np.int64),
+        np.clip(uvs.astype(np.float32), 0.0, 1.0),
+        vmap,
+    )
