@@ -7,6 +7,8 @@ isolated one; `registry` is the process-wide default that the CLI uses.
 """
 from __future__ import annotations
 
+import os
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import TypeVar
 
@@ -40,6 +42,14 @@ class Registry:
         self._plugins_loaded = True
         for ep in entry_points(group=ENTRY_POINT_GROUP):
             ep.load()
+        # Extra node modules for a session (like ComfyUI's custom nodes folder), comma-separated
+        # importable module names; only modules the user names are imported.
+        for module in filter(None, os.environ.get("GRAPHFLOW_PLUGINS", "").split(",")):
+            try:
+                import_module(module.strip())
+            except ImportError as exc:
+                raise UserError(f"cannot import node plugin module '{module}': {exc}",
+                                param="GRAPHFLOW_PLUGINS", hint="check the module name and PYTHONPATH") from exc
 
     def get(self, name: str) -> type[Node]:
         self.load_plugins()
