@@ -47,6 +47,10 @@ class Scene(TensorData):
     part_info: tuple[dict[str, Any], ...]
     part_textures: tuple[torch.Tensor | None, ...] = ()
     source: str = ""
+    # [V, 2] float32: the file's own TEXCOORD_0 per vertex (NaN where the part had none). Equal to
+    # `uvs` except on parts that were unwrapped (tiled/overlapping/missing UVs); `part_textures`
+    # live in this texture space (see part_info["base_color_uv_transform"]). None: same as uvs.
+    source_uvs: torch.Tensor | None = None
 
     @property
     def num_faces(self) -> int:

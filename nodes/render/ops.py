@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 FilterMode = Literal["auto", "nearest", "linear", "linear-mipmap-nearest", "linear-mipmap-linear"]
-BoundaryMode = Literal["wrap", "clamp"]
+BoundaryMode = Literal["wrap", "clamp", "zero"]
 
 
 def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
@@ -39,28 +39,29 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
         raise ValueError(f"interpolate: attr batch {attr.shape[0]} does not match rast batch {batch}")
     channels = attr.shape[-1]
     tri = tri.to(device=rast.device, dtype=torch.long)
-    triangle_id = rast[..., 3].round().long() - 1  # [B,H,W], -1 where empty
-    covered = triangle_id >= 0
-    safe_id = triangle_id.clamp(min=0)
-    corners = tri[safe_id]  # [B,H,W,3] vertex indices
-    u = rast[..., 0:1]
-    v = rast[..., 1:2]
-    weights = torch.cat([u, v, 1.0 - u - v], dim=-1)  # [B,H,W,3]
+    flat = rast.reshape(-1, 4)
+    # Work on covered pixels only (often half the image), then scatter into zeros.
+    covered = torch.nonzero(flat[:, 3] > 0, as_tuple=True)[0]
+    corners = tri[flat[covered, 3].round().long() - 1]  # [N, 3] vertex indices
+    u = flat[covered, 0:1]
+    v = flat[covered, 1:2]
     if attr.shape[0] == 1:
-        values = attr[0][corners]  # [B,H,W,3,C]
-    else:
-        batch_index = torch.arange(batch, device=rast.device).view(batch, 1, 1, 1)
-        values = attr[batch_index, corners]
-    out = (weights.unsqueeze(-1) * values).sum(dim=-2)
-    return torch.where(covered.unsqueeze(-1), out, out.new_zeros(())).reshape(batch, height, width, channels)
+        table = attr[0]
+    else:  # one attribute table per image: offset vertex indices by image
+        table = attr.reshape(-1, channels)
+        corners = corners + (covered // (height * width) * attr.shape[1]).unsqueeze(1)
+    a0, a1, a2 = table[corners[:, 0]], table[corners[:, 1]], table[corners[:, 2]]
+    values = a2 + u * (a0 - a2) + v * (a1 - a2)  # u a0 + v a1 + (1 - u - v) a2
+    out = values.new_zeros(batch * height * width, channels).index_copy(0, covered, values)
+    return out.reshape(batch, height, width, channels)
 
 
 def _wrap_or_clamp(index: torch.Tensor, size: int, boundary_mode: BoundaryMode) -> torch.Tensor:
     if boundary_mode == "wrap":
         return torch.remainder(index, size)
-    if boundary_mode == "clamp":
+    if boundary_mode in ("clamp", "zero"):  # "zero" clamps the index and zeroes the texel's weight
         return index.clamp(0, size - 1)
-    raise ValueError(f"texture: boundary_mode must be 'wrap' or 'clamp', got {boundary_mode!r}")
+    raise ValueError(f"texture: boundary_mode must be 'wrap', 'clamp' or 'zero', got {boundary_mode!r}")
 
 
 def _gather_texels(tex: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -74,13 +75,24 @@ def _gather_texels(tex: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) ->
     return flat[batch_index, flat_index]
 
 
+def _texels(tex: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, boundary_mode: BoundaryMode) -> torch.Tensor:
+    """Texels at integer (rows, cols) after the boundary rule; "zero" gives 0 outside the texture."""
+    tex_height, tex_width = tex.shape[1], tex.shape[2]
+    values = _gather_texels(tex, _wrap_or_clamp(rows, tex_height, boundary_mode),
+                            _wrap_or_clamp(cols, tex_width, boundary_mode))
+    if boundary_mode != "zero":
+        return values
+    inside = (rows >= 0) & (rows < tex_height) & (cols >= 0) & (cols < tex_width)
+    return values * inside.unsqueeze(-1).to(values.dtype)
+
+
 def _sample_level(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str, boundary_mode: BoundaryMode) -> torch.Tensor:
     tex_height, tex_width = tex.shape[1], tex.shape[2]
     uv = uv.to(tex.dtype)
     if filter_mode == "nearest":
-        cols = _wrap_or_clamp(torch.floor(uv[..., 0] * tex_width).long(), tex_width, boundary_mode)
-        rows = _wrap_or_clamp(torch.floor(uv[..., 1] * tex_height).long(), tex_height, boundary_mode)
-        return _gather_texels(tex, rows, cols)
+        cols = torch.floor(uv[..., 0] * tex_width).long()
+        rows = torch.floor(uv[..., 1] * tex_height).long()
+        return _texels(tex, rows, cols, boundary_mode)
     # Bilinear: texel centres at integer + 0.5, as grid_sample(align_corners=False).
     x = uv[..., 0] * tex_width - 0.5
     y = uv[..., 1] * tex_height - 0.5
@@ -88,14 +100,10 @@ def _sample_level(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str, boundar
     y0 = torch.floor(y)
     fx = (x - x0).unsqueeze(-1)
     fy = (y - y0).unsqueeze(-1)
-    x0 = x0.long()
-    y0 = y0.long()
-    c0 = _wrap_or_clamp(x0, tex_width, boundary_mode)
-    c1 = _wrap_or_clamp(x0 + 1, tex_width, boundary_mode)
-    r0 = _wrap_or_clamp(y0, tex_height, boundary_mode)
-    r1 = _wrap_or_clamp(y0 + 1, tex_height, boundary_mode)
-    top = _gather_texels(tex, r0, c0) * (1 - fx) + _gather_texels(tex, r0, c1) * fx
-    bottom = _gather_texels(tex, r1, c0) * (1 - fx) + _gather_texels(tex, r1, c1) * fx
+    c0 = x0.long()
+    r0 = y0.long()
+    top = _texels(tex, r0, c0, boundary_mode) * (1 - fx) + _texels(tex, r0, c0 + 1, boundary_mode) * fx
+    bottom = _texels(tex, r0 + 1, c0, boundary_mode) * (1 - fx) + _texels(tex, r0 + 1, c0 + 1, boundary_mode) * fx
     return top * (1 - fy) + bottom * fy
 
 
@@ -142,7 +150,8 @@ def texture(
     clamped to the available levels. Differentiable w.r.t. `tex` and `uv`.
     """
     if tex.dim() != 4 or uv.dim() != 4 or uv.shape[-1] != 2:
-        raise ValueError(f"texture: expected tex [B,H,W,C] and uv [B,H,W,2], got {tuple(tex.shape)} and {tuple(uv.shape)}")
+        raise ValueError(f"texture: expected tex [B,H,W,C] and uv [B,H,W,2], got {tuple(tex.shape)} and "
+                         f"{tuple(uv.shape)}")
     if filter_mode == "auto":
         filter_mode = "linear-mipmap-linear" if (uv_da is not None or mip_level_bias is not None) else "linear"
     if filter_mode in ("nearest", "linear"):
@@ -156,7 +165,8 @@ def texture(
         level = level + mip_level_from_uv_da(uv_da, tex.shape[1], tex.shape[2])
     if mip_level_bias is not None:
         # A float, or a `[B, H, W]` tensor as in nvdiffrast.
-        level = level + (mip_level_bias.to(level) if isinstance(mip_level_bias, torch.Tensor) else float(mip_level_bias))
+        bias = mip_level_bias.to(level) if isinstance(mip_level_bias, torch.Tensor) else float(mip_level_bias)
+        level = level + bias
     level = level.detach().clamp(0, len(levels) - 1)
     if filter_mode == "linear-mipmap-nearest":
         level = torch.round(level)

@@ -95,20 +95,28 @@ def texel_fragments(scene: Scene, face_mask: torch.Tensor, size: int) -> TexelFr
     )
 
 
-def dilate_into_empty(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4) -> torch.Tensor:
-    """Fill texels outside `mask [H, W]` with the mean of their valid 3x3 neighbours, `iterations` rings deep.
-    Texels farther away keep their value.
+# Rings filled by neighbour averaging (smooth seams); farther texels copy their nearest filled texel.
+_AVERAGED_RINGS = 4
 
-    Texels inside the mask are returned unchanged, so atlas seams get no dark
-    or black halos under bilinear/mip sampling. `image [C, H, W]`.
+
+def dilate_into_empty(image: torch.Tensor, mask: torch.Tensor, iterations: int = 4) -> torch.Tensor:
+    """Fill texels outside `mask [H, W]` up to `iterations` texels away from it; `image [C, H, W]`.
+
+    The first rings take the mean of their valid 3x3 neighbours (so atlas
+    seams get no dark halos under bilinear/mip sampling); beyond 4 rings a texel
+    copies the nearest filled texel (chessboard distance transform), so large
+    `iterations` (e.g. the atlas size, "fill everything") cost one pass.
+    Texels inside the mask, and texels farther away, are returned unchanged.
     """
     if image.dim() != 3 or mask.shape != image.shape[1:]:
         raise ValueError(f"dilate_into_empty: expected image [C,H,W] and mask [H,W], got {tuple(image.shape)}, "
                          f"{tuple(mask.shape)}")
     valid = mask.to(image.dtype).unsqueeze(0).unsqueeze(0)  # [1,1,H,W]
+    if not bool(valid.any()) or iterations <= 0:
+        return image.clone()
     filled = image.unsqueeze(0) * valid
     kernel_sum = lambda x: F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=True) * 9.0  # noqa: E731
-    for _ in range(iterations):
+    for _ in range(min(iterations, _AVERAGED_RINGS)):
         neighbour_count = kernel_sum(valid)
         grow = (neighbour_count > 0) & (valid == 0)
         if not bool(grow.any()):
@@ -116,8 +124,21 @@ def dilate_into_empty(image: torch.Tensor, mask: torch.Tensor, iterations: int =
         neighbour_mean = kernel_sum(filled) / neighbour_count.clamp(min=1.0)
         filled = torch.where(grow, neighbour_mean, filled)
         valid = torch.where(grow, torch.ones_like(valid), valid)
+    filled = filled.squeeze(0)
+    valid_2d = valid[0, 0] > 0
+    if iterations > _AVERAGED_RINGS and not bool(valid_2d.all()):
+        from scipy.ndimage import distance_transform_cdt
+
+        # Chessboard distance: the reach of `iterations` 3x3 rings, as the averaging would have had.
+        distance, (rows, cols) = distance_transform_cdt(~valid_2d.cpu().numpy(), metric="chessboard",
+                                                        return_indices=True)
+        reach = torch.from_numpy(distance <= iterations - _AVERAGED_RINGS).to(image.device) & ~valid_2d
+        source = torch.from_numpy(rows * image.shape[-1] + cols).to(image.device)
+        nearest = filled.reshape(image.shape[0], -1)[:, source.reshape(-1)].reshape_as(filled)
+        filled = torch.where(reach, nearest, filled)
+        valid_2d = valid_2d | reach
     # Texels too far from any island keep their original value.
-    return torch.where(valid > 0, filled, image.unsqueeze(0)).squeeze(0)
+    return torch.where(valid_2d, filled, image)
 
 
 __all__ = ["TexelFragments", "dilate_into_empty", "texel_fragments", "uv_island_mask"]

@@ -24,7 +24,8 @@ def degenerate_faces(positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
     if len(faces) == 0:
         return np.zeros(0, dtype=bool)
     repeated = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])
-    extent = positions.max(axis=0) - positions.min(axis=0) if len(positions) else np.zeros(3)
+    p64 = positions.astype(np.float64)
+    extent = p64.max(axis=0) - p64.min(axis=0) if len(positions) else np.zeros(3)
     diag2 = float(np.dot(extent, extent))
     area2 = np.linalg.norm(triangle_cross(positions, faces), axis=1)
     return repeated | (area2 <= 1e-12 * max(diag2, 1e-30))

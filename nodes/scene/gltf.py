@@ -32,6 +32,7 @@ import logging
 import math
 import struct
 import urllib.parse
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,72 @@ class MeshPart:
     tangents: np.ndarray | None = None
     texture: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
+    source_uvs: np.ndarray | None = None  # filled by loader.clean_part: the file's UVs, NaN where absent
+
+
+# The fields this loader reads, with their JSON types: checked before pygltflib sees the document,
+# so a wrong type is reported by its path instead of as a conversion error deep in a schema library.
+INT, NUMBERS, INTS, STR, DICT, BOOL = "an integer", "a list of numbers", "a list of integers", "a string", \
+    "an object", "a boolean"
+SCHEMA: dict[str, dict[str, str]] = {
+    "accessors": {"bufferView": INT, "byteOffset": INT, "componentType": INT, "count": INT, "type": STR,
+                  "normalized": BOOL, "sparse": DICT},
+    "bufferViews": {"buffer": INT, "byteOffset": INT, "byteLength": INT, "byteStride": INT, "target": INT},
+    "buffers": {"byteLength": INT, "uri": STR},
+    "nodes": {"mesh": INT, "children": INTS, "matrix": NUMBERS, "translation": NUMBERS, "rotation": NUMBERS,
+              "scale": NUMBERS, "name": STR},
+    "meshes": {"primitives": "a list of objects", "name": STR},
+    "materials": {"name": STR, "pbrMetallicRoughness": DICT},
+    "textures": {"source": INT, "sampler": INT},
+    "images": {"uri": STR, "bufferView": INT, "mimeType": STR},
+    "scenes": {"nodes": INTS},
+}
+PRIMITIVE_SCHEMA = {"attributes": DICT, "indices": INT, "material": INT, "mode": INT}
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == INT:
+        return _is_int(value)
+    if kind == NUMBERS:
+        return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+    if kind == INTS:
+        return isinstance(value, list) and all(_is_int(x) for x in value)
+    if kind == STR:
+        return isinstance(value, str)
+    if kind == DICT:
+        return isinstance(value, dict)
+    if kind == BOOL:
+        return isinstance(value, bool)
+    return isinstance(value, list) and all(isinstance(x, dict) for x in value)
+
+
+def schema_problem(doc: dict[str, Any]) -> str | None:
+    """The first field of `doc` (among those the loader reads) with a wrong JSON type, as a message."""
+    if "scene" in doc and not _is_int(doc["scene"]):
+        return f"'scene' must be an integer, got {doc['scene']!r}"
+    for collection, fields in SCHEMA.items():
+        items = doc.get(collection)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            return f"'{collection}' must be a list"
+        for i, item in enumerate(items):
+            if not isinstance(item, dict):
+                return f"{collection}[{i}] must be an object"
+            for key, kind in fields.items():
+                if key in item and not _has_type(item[key], kind):
+                    return f"{collection}[{i}].{key} must be {kind}, got {item[key]!r:.60}"
+            if collection == "meshes":
+                for j, prim in enumerate(item.get("primitives") or []):
+                    for key, kind in PRIMITIVE_SCHEMA.items():
+                        if key in prim and not _has_type(prim[key], kind):
+                            return f"meshes[{i}].primitives[{j}].{key} must be {kind}, got {prim[key]!r:.60}"
+                    attributes = prim.get("attributes") or {}
+                    for name, index in attributes.items():
+                        if not _is_int(index):
+                            return (f"meshes[{i}].primitives[{j}].attributes.{name} must be an integer, "
+                                    f"got {index!r:.60}")
+    return None
 
 
 def _is_int(value: Any) -> bool:
@@ -121,12 +188,13 @@ class _Reader:
         version = asset.get("version") if isinstance(asset, dict) else None
         if not isinstance(version, str) or not version.startswith("2."):
             raise self.fail(f"not a glTF 2.0 file (asset.version is {version!r})")
-        for key in ("nodes", "meshes", "accessors", "bufferViews", "buffers", "materials", "textures", "images",
-                    "scenes"):
-            if key in obj and not isinstance(obj[key], list):
-                raise self.fail(f"'{key}' must be a list")
+        problem = schema_problem(obj)
+        if problem:
+            raise self.fail(problem)
         try:
-            self.doc = pygltflib.GLTF2.from_dict(obj)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # dataclasses_json warns on every optional field left out
+                self.doc = pygltflib.GLTF2.from_json(text, infer_missing=True)
         except RecursionError:
             raise self.fail("the glTF JSON is nested too deeply") from None
         except Exception as exc:  # noqa: BLE001 - schema mismatches surface as many exception types
@@ -463,6 +531,11 @@ def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int =
     except OSError as exc:
         raise UserError(f"cannot read the scene file ({exc.strerror or exc})", file=str(path)) from None
     reader.parse(data)
+    with np.errstate(all="ignore"):  # extreme values are checked explicitly (finite positions, transforms)
+        return _read_parts(reader, path, max_faces, log)
+
+
+def _read_parts(reader: _Reader, path: Path, max_faces: int, log: logging.Logger) -> list[MeshPart]:
     doc = reader.doc
     max_vertices = 3 * max_faces + 3
 
@@ -519,6 +592,8 @@ def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int =
         attrs = prim.attributes
         if attrs is None or isinstance(attrs, (int, float, str, list)):
             raise reader.fail(f"{label} has no attributes")
+        if attrs.POSITION is None:
+            raise reader.fail(f"{label} has no POSITION attribute")
         positions = reader.accessor(attrs.POSITION, f"{label} POSITION", types=("VEC3",), components=(5126,),
                                     max_count=max_vertices)
         if not np.isfinite(positions).all():
@@ -560,8 +635,8 @@ def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int =
         if normals is not None:
             normals = normals @ np.linalg.inv(linear)
         if tangents is not None:
-            tangents = np.concatenate([tangents[:, :3] @ linear.T, np.sign(det) * np.where(tangents[:, 3:] < 0, -1.0, 1.0)],
-                                      axis=1)
+            handedness = np.sign(det) * np.where(tangents[:, 3:] < 0, -1.0, 1.0)
+            tangents = np.concatenate([tangents[:, :3] @ linear.T, handedness], axis=1)
 
         material_name, material_info, texture = reader.material_of(prim.material, label)
         name = node_name if len(mesh.primitives) == 1 else f"{node_name}_{prim_index}"
@@ -576,3 +651,29 @@ def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int =
             texture=texture,
         ))
     return parts
+
+
+def gltf_file_dependencies(path: str | Path) -> list[Path]:
+    """External files a .gltf/.glb names (buffers, images), for cache keys. Best effort: never raises;
+    unreadable or malformed files give [] (loading them reports the problem)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+        if data[:4] == GLB_MAGIC:
+            if len(data) < 20:
+                return []
+            chunk_length = struct.unpack_from("<I", data, 12)[0]
+            data = data[20:20 + chunk_length]
+        doc = json.loads(data.decode("utf-8-sig"))
+        out: list[Path] = []
+        for key in ("buffers", "images"):
+            for entry in doc.get(key) or []:
+                uri = entry.get("uri") if isinstance(entry, dict) else None
+                if isinstance(uri, str) and not uri.startswith("data:") and "://" not in uri \
+                        and not uri.startswith(("/", "\\")):
+                    dep = path.parent / urllib.parse.unquote(uri)
+                    if dep not in out:
+                        out.append(dep)
+        return out
+    except Exception:  # noqa: BLE001 - a cache-key helper must never fail; the load reports problems
+        return []

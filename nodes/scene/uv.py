@@ -15,7 +15,8 @@ import xatlas
 OVERLAP_RESOLUTION = 256
 OVERLAP_TOLERANCE = 0.01  # fraction of covered texels that may be covered twice
 UV_RANGE_TOLERANCE = 1e-3
-MAX_CANDIDATES = 40_000_000  # texel tests per overlap check (memory bound: ~16 bytes each)
+MAX_CANDIDATES = 50_000_000  # (triangle, texel) tests per overlap check, bounds its time
+CHUNK_CANDIDATES = 2_000_000  # tests per vectorised chunk, bounds its memory (~200 MB)
 
 
 def uv_coverage_counts(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVERLAP_RESOLUTION) -> np.ndarray:
@@ -23,9 +24,10 @@ def uv_coverage_counts(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVE
 
     A texel counts as covered when its centre is strictly inside a triangle
     (edge functions above a tiny epsilon), so neighbours sharing an edge do
-    not both claim texels lying exactly on it. Vectorised over all
-    (triangle, texel-in-its-bounding-box) pairs; the resolution is lowered
-    when the number of pairs would exceed `MAX_CANDIDATES`.
+    not both claim texels lying exactly on it. Vectorised over (triangle,
+    texel-in-its-bounding-box) pairs in chunks of `CHUNK_CANDIDATES` (bounded
+    memory); the resolution is lowered when the total number of pairs would
+    exceed `MAX_CANDIDATES` (bounded time).
     """
     tri = uvs.astype(np.float64)[faces] * resolution - 0.5  # texel centres at integers
     lo = np.clip(np.floor(tri.min(axis=1)).astype(np.int64) + 1, 0, resolution - 1)
@@ -36,12 +38,24 @@ def uv_coverage_counts(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVE
     total = int(count.sum())
     if total > MAX_CANDIDATES and resolution > 32:
         return uv_coverage_counts(uvs, faces, resolution // 2)
-    counts = np.zeros(resolution * resolution, dtype=np.int32)
+    counts = np.zeros(resolution * resolution, dtype=np.int64)
+    ends = np.cumsum(count)
+    first = 0
+    while first < len(faces):
+        # Triangles [first, last) whose pairs fit in one chunk (at least one triangle).
+        budget = (ends[first - 1] if first else 0) + CHUNK_CANDIDATES
+        last = max(int(np.searchsorted(ends, budget, side="right")), first + 1)
+        counts += _chunk_counts(tri[first:last], lo[first:last], w[first:last], count[first:last], resolution)
+        first = last
+    return counts.reshape(resolution, resolution)
+
+
+def _chunk_counts(tri: np.ndarray, lo: np.ndarray, w: np.ndarray, count: np.ndarray, resolution: int) -> np.ndarray:
+    total = int(count.sum())
     if total == 0:
-        return counts.reshape(resolution, resolution)
-    tri_index = np.repeat(np.arange(len(faces)), count)
-    start = np.repeat(np.cumsum(count) - count, count)
-    local = np.arange(total) - start
+        return np.zeros(resolution * resolution, dtype=np.int64)
+    tri_index = np.repeat(np.arange(len(tri)), count)
+    local = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
     x = lo[tri_index, 0] + local % w[tri_index]
     y = lo[tri_index, 1] + local // w[tri_index]
     a, b, c = tri[tri_index, 0], tri[tri_index, 1], tri[tri_index, 2]
@@ -52,8 +66,7 @@ def uv_coverage_counts(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVE
     e0, e1, e2 = edge(a, b), edge(b, c), edge(c, a)
     eps = 1e-9
     inside = ((e0 > eps) & (e1 > eps) & (e2 > eps)) | ((e0 < -eps) & (e1 < -eps) & (e2 < -eps))
-    np.add.at(counts, (y[inside] * resolution + x[inside]), 1)
-    return counts.reshape(resolution, resolution)
+    return np.bincount(y[inside] * resolution + x[inside], minlength=resolution * resolution)
 
 
 def overlap_fraction(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVERLAP_RESOLUTION) -> float:
@@ -100,3 +113,20 @@ def unwrap(positions: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nda
         np.clip(uvs.astype(np.float32), 0.0, 1.0),
         vmap,
     )
+
+
+def apply_texture_transform(uvs: np.ndarray, transform: dict | None) -> np.ndarray:
+    """Apply a glTF `KHR_texture_transform` (`offset`, `rotation`, `scale`) to UVs, as the spec does:
+    uv' = T(offset) * R(rotation) * S(scale) * uv with R = [[cos, sin], [-sin, cos]].
+
+    Use it with `Scene.source_uvs` and `part_info["base_color_uv_transform"]` to sample `part_textures`.
+    """
+    if not transform:
+        return uvs
+    offset = np.asarray(transform.get("offset", [0.0, 0.0]), dtype=np.float64)
+    rotation = float(transform.get("rotation", 0.0))
+    scale = np.asarray(transform.get("scale", [1.0, 1.0]), dtype=np.float64)
+    c, s = np.cos(rotation), np.sin(rotation)
+    scaled = uvs.astype(np.float64) * scale
+    rotated = np.stack([c * scaled[:, 0] + s * scaled[:, 1], -s * scaled[:, 0] + c * scaled[:, 1]], axis=1)
+    return (rotated + offset).astype(np.float32)

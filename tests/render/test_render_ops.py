@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nodes.render.ops import build_mip_pyramid, interpolate, sample_texture_map, texture, uv_derivatives
 
@@ -41,6 +43,15 @@ def test_linear_clamp_equals_grid_sample_border() -> None:
     uv = _random((2, 5, 6, 2), 2) * 1.6 - 0.3  # includes out-of-range uvs
     ours = texture(tex, uv, filter_mode="linear", boundary_mode="clamp")
     reference = F.grid_sample(tex.permute(0, 3, 1, 2), uv * 2 - 1, mode="bilinear", padding_mode="border",
+                              align_corners=False).permute(0, 2, 3, 1)
+    torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+
+
+def test_zero_boundary_equals_grid_sample_zeros() -> None:
+    tex = _random((1, 5, 6, 2), 11)
+    uv = _random((1, 4, 4, 2), 12) * 1.6 - 0.3
+    ours = texture(tex, uv, filter_mode="linear", boundary_mode="zero")
+    reference = F.grid_sample(tex.permute(0, 3, 1, 2), uv * 2 - 1, mode="bilinear", padding_mode="zeros",
                               align_corners=False).permute(0, 2, 3, 1)
     torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
 
@@ -106,3 +117,17 @@ def test_sample_texture_map_uses_gltf_top_left_origin() -> None:
     torch.testing.assert_close(out[0, 0, 1], torch.tensor([0.0, 0.0, 1.0]))
     masked = sample_texture_map(image, uv, mask=torch.tensor([[[True, False]]]))
     assert masked[0, 0, 1].abs().sum() == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(height=st.integers(1, 9), width=st.integers(1, 9), channels=st.integers(1, 4), seed=st.integers(0, 2**16),
+       boundary=st.sampled_from(["clamp", "zero"]))
+def test_texture_matches_grid_sample_for_any_size(height: int, width: int, channels: int, seed: int,
+                                                   boundary: str) -> None:
+    tex = _random((1, height, width, channels), seed)
+    uv = _random((1, 3, 5, 2), seed + 1) * 2.0 - 0.5
+    reference = F.grid_sample(tex.permute(0, 3, 1, 2), uv * 2 - 1, mode="bilinear",
+                              padding_mode="border" if boundary == "clamp" else "zeros",
+                              align_corners=False).permute(0, 2, 3, 1)
+    torch.testing.assert_close(texture(tex, uv, filter_mode="linear", boundary_mode=boundary),  # type: ignore[arg-type]
+                               reference, atol=1e-5, rtol=1e-5)

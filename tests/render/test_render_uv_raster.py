@@ -82,3 +82,17 @@ def test_texel_fragments_speed_on_many_faces() -> None:
     elapsed = time.perf_counter() - start
     assert frags.mask.all()
     assert elapsed < 5.0, f"texel_fragments took {elapsed:.2f}s"
+
+
+def test_dilate_with_many_iterations_fills_everything_quickly() -> None:
+    size = 512
+    image = torch.zeros(3, size, size)
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[10:20, 30:40] = True
+    image[:, 10:20, 30:40] = torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1)
+    start = time.perf_counter()
+    out = dilate_into_empty(image, mask, iterations=size)
+    assert time.perf_counter() - start < 3.0
+    torch.testing.assert_close(out, torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1).expand(3, size, size))
+    partial = dilate_into_empty(image, mask, iterations=6)
+    assert partial[0, 10:20, 24].eq(0.2).all() and partial[0, 10:20, 23].eq(0.0).all()

@@ -1,0 +1,216 @@
+"""Binding reference images to instances (`refs.bind`).
+
+References file (YAML, `yaml.safe_load` only; image paths relative to the file)::
+
+    instances:
+      SheenChair_fabric: {images: [velvet.png], material: fabric, prompt: "red velvet"}
+      "SheenChair_wood*": wood.jpg          # a path, a list of paths, or a mapping
+    default: {material: generic}            # optional; without it an unbound instance is an error
+
+Rules:
+- an entry key without glob characters must be an instance name; a glob
+  (`*`, `?`, `[...]`) must match at least one instance;
+- exact names win over globs; among globs, the first matching entry in file
+  order wins;
+- a mapping accepts `images` (a path or a list), `material` (one of
+  `nodes.types.MATERIAL_CLASSES`) and `prompt`; a missing `material` falls
+  back to the instance's hint from `segment.parts`;
+- `default` (same forms) applies to every instance no entry names;
+- pre-made `references` (from `io.demo_room`) bind instances that the file
+  does not name, before `default`; file entries win over them;
+- an instance with no images at all (a `default` or mapping without
+  `images`) gets one flat mid-grey image (sRGB 0.5, i.e. linear ~0.214) of
+  `image_size`², so downstream priors always have something to read;
+- images are downscaled (antialiased bilinear) so their short side is at
+  most `image_size` (never upscaled).
+
+Each output item depends only on its own images, material and prompt, so
+editing one image changes only that instance's digest.
+"""
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kornia
+import torch
+import yaml
+
+from graphflow import Keyed, UserError
+
+from ..types import MATERIAL_CLASSES, Instance, Reference
+from .images import DEFAULT_MAX_PIXELS, fit_short_side, load_image
+
+ENTRY_KEYS = ("images", "material", "prompt")
+MAX_REFERENCES_FILE_BYTES = 10_000_000
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One parsed entry of the references file."""
+
+    key: str  # the entry as written ("default" for the default)
+    images: tuple[Path, ...]
+    material: str | None
+    prompt: str | None
+
+
+def _is_glob(pattern: str) -> bool:
+    return any(ch in pattern for ch in "*?[")
+
+
+def _parse_entry(key: str, value: Any, base: Path, file: str) -> Binding:
+    where = f"entry '{key}'"
+
+    def fail(message: str) -> UserError:
+        return UserError(f"{where}: {message}", file=file)
+
+    def as_paths(images: Any) -> tuple[Path, ...]:
+        if isinstance(images, str):
+            images = [images]
+        if not isinstance(images, list) or not all(isinstance(p, str) and p.strip() for p in images):
+            raise fail("images must be a path or a list of paths")
+        return tuple(base / p for p in images)
+
+    if value is None:
+        raise fail("has no value; give an image path, a list of paths or a mapping")
+    if isinstance(value, (str, list)):
+        return Binding(key, as_paths(value), None, None)
+    if not isinstance(value, dict):
+        raise fail(f"must be a path, a list of paths or a mapping, not {type(value).__name__}")
+    unknown = [k for k in value if k not in ENTRY_KEYS]
+    if unknown:
+        raise fail(f"unknown field(s) {', '.join(map(str, unknown))}; allowed: {', '.join(ENTRY_KEYS)}")
+    images = as_paths(value["images"]) if value.get("images") is not None else ()
+    material = value.get("material")
+    if material is not None and material not in MATERIAL_CLASSES:
+        raise fail(f"unknown material class {material!r}; allowed: {', '.join(MATERIAL_CLASSES)}")
+    prompt = value.get("prompt")
+    if prompt is not None and not isinstance(prompt, str):
+        raise fail("prompt must be a string")
+    return Binding(key, images, material, prompt)
+
+
+def read_references_file(path: Path) -> tuple[list[Binding], Binding | None]:
+    """Parse and validate the file's structure (not the images): (entries in file order, default)."""
+    file = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("the references file does not exist", file=file, hint="check the path") from None
+    except OSError as exc:
+        raise UserError(f"cannot read the references file ({exc.strerror or exc})", file=file) from None
+    if len(data) > MAX_REFERENCES_FILE_BYTES:
+        raise UserError(f"the references file is over {MAX_REFERENCES_FILE_BYTES:,} bytes", file=file)
+    try:
+        doc = yaml.safe_load(data)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise UserError(f"malformed YAML: {exc.problem}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"malformed YAML: {exc}", file=file) from None
+    if not isinstance(doc, dict):
+        raise UserError("the references file must be a mapping with an 'instances' section", file=file,
+                        hint="see the refs.bind documentation for the format")
+    unknown = [k for k in doc if k not in ("instances", "default")]
+    if unknown:
+        raise UserError(f"unknown top-level key(s) {', '.join(map(str, unknown))}; allowed: instances, default",
+                        file=file)
+    instances = doc.get("instances") or {}
+    if not isinstance(instances, dict):
+        raise UserError("'instances' must be a mapping of instance name (or glob) to images", file=file)
+    base = path.parent
+    entries = []
+    for key, value in instances.items():
+        if not isinstance(key, str) or not key:
+            raise UserError(f"instance entry {key!r} must be a non-empty name", file=file)
+        entries.append(_parse_entry(key, value, base, file))
+    default = _parse_entry("default", doc["default"], base, file) if doc.get("default") is not None else None
+    return entries, default
+
+
+def flat_grey(size: int) -> torch.Tensor:
+    """A `[3, size, size]` linear image of sRGB mid grey (0.5)."""
+    value = kornia.color.rgb_to_linear_rgb(torch.full((3, 1, 1), 0.5))
+    return value.expand(3, size, size).contiguous()
+
+
+def bind_references(instances: Mapping[str, Instance], *, file: Path | None = None,
+                    references: Mapping[str, Reference] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+                    image_size: int = 256, log: logging.Logger | None = None) -> Keyed[Reference]:
+    """A `Reference` per instance, keyed and ordered like `instances` (rules in the module docstring)."""
+    log = log or logging.getLogger("graphflow.nodes.scene")
+    if file is None and references is None:
+        raise UserError("refs.bind needs a references file (input 'file') or pre-made references (input "
+                        "'references')", hint="connect one of them")
+    names = list(instances)
+    chosen: dict[str, Binding] = {}
+    default: Binding | None = None
+    if file is not None:
+        file = Path(file)
+        entries, default = read_references_file(file)
+        for entry in entries:
+            if _is_glob(entry.key):
+                if not any(fnmatch.fnmatchcase(n, entry.key) for n in names):
+                    raise UserError(f"entry '{entry.key}': the pattern matches no instance", file=str(file),
+                                    hint=f"instances are: {', '.join(names)}")
+            elif entry.key not in instances:
+                raise UserError(f"entry '{entry.key}': unknown instance", file=str(file),
+                                hint=f"instances are: {', '.join(names)}")
+        for entry in entries:  # exact names first, then globs in file order
+            if not _is_glob(entry.key):
+                chosen[entry.key] = entry
+        for entry in entries:
+            if _is_glob(entry.key):
+                for n in names:
+                    if n not in chosen and fnmatch.fnmatchcase(n, entry.key):
+                        chosen[n] = entry
+    decoded: dict[Path, torch.Tensor] = {}
+
+    def image(path: Path) -> torch.Tensor:
+        if path not in decoded:
+            decoded[path] = fit_short_side(load_image(path, max_pixels=max_pixels), image_size)
+        return decoded[path]
+
+    out: dict[str, Reference] = {}
+    for name in names:
+        binding = chosen.get(name)
+        if binding is None and references is not None and name in references:
+            out[name] = references[name]
+            continue
+        if binding is None:
+            binding = default
+        if binding is None:
+            raise UserError(f"instance '{name}' has no reference images and the references file has no 'default'",
+                            file=str(file) if file is not None else None,
+                            hint=f"add an entry for '{name}' or a 'default: {{material: generic}}'")
+        try:
+            images = tuple(image(p) for p in binding.images)
+        except UserError as exc:
+            exc.message = f"entry '{binding.key}': {exc.message}"
+            exc.args = (exc.message,)
+            raise
+        if not images:
+            images = (flat_grey(image_size),)
+        material = binding.material or instances[name].material
+        out[name] = Reference(images=images, material=material, prompt=binding.prompt)
+        log.debug("refs.bind: %s <- %s (%d image(s), %s)", name, binding.key, len(images), material)
+    return Keyed(out)
+
+
+def references_file_dependencies(path: Path) -> list[Path]:
+    """Image files a references file names, for cache keys. Best effort: never raises."""
+    try:
+        entries, default = read_references_file(Path(path))
+    except Exception:  # noqa: BLE001 - a cache-key helper must never fail; the run reports problems
+        return []
+    out: list[Path] = []
+    for entry in [*entries, *([default] if default else [])]:
+        for image in entry.images:
+            if image not in out:
+                out.append(image)
+    return out
