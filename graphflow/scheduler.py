@@ -160,6 +160,7 @@ class Scheduler:
         self.running: dict[Future[TaskResult], tuple[str, str | None, Task]] = {}
         self._all_user_errors = True
         self._error_details: list[str] = []
+        self._path_digests: dict[tuple[Path, tuple[Path, ...]], str] = {}
 
     # ---------------------------------------------------------------- main loop
     def _loop(self) -> None:
@@ -227,7 +228,7 @@ class Scheduler:
             return
         task = Task(node_id=nid, item=item, key=state.keys[item], node_cls=state.cls, params=state.params,
                     seed=derive_seed(int(getattr(state.params, "seed", 0) or 0), item), device=self.device,
-                    show_progress=self.show_progress)
+                    threads=state.cls.resources.num_cpus, show_progress=self.show_progress)
         self.bus.emit(Event("node_start", nid, item, {"key": task.key}))
         future = self.executor.submit(task, inputs)
         self.running[future] = (nid, item, task)
@@ -347,7 +348,11 @@ class Scheduler:
             if isinstance(src, InputRef):
                 value = self.input_values.get(src.name)
                 if isinstance(value, Path):
-                    digests[port] = path_digest(value, node.file_dependencies(port, value))
+                    deps = tuple(node.file_dependencies(port, value))
+                    memo = (value, deps)  # hash each file input once per run, not once per item
+                    if memo not in self._path_digests:
+                        self._path_digests[memo] = path_digest(value, list(deps))
+                    digests[port] = self._path_digests[memo]
                 elif mapped:
                     digests[port] = self._source_item_digests(src)[item]  # type: ignore[index]
                 else:
@@ -393,7 +398,7 @@ class Scheduler:
             task_inputs = self._task_inputs(state, item)
             task = Task(state.node_id, item, state.keys[item], state.cls, state.params,
                         derive_seed(int(getattr(state.params, "seed", 0) or 0), item), self.device,
-                        show_progress=self.show_progress)
+                        threads=state.cls.resources.num_cpus, show_progress=self.show_progress)
             future = self.executor.submit(task, task_inputs)
             while not future.done():
                 self.executor.wait_any([future])

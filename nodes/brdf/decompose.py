@@ -14,16 +14,20 @@ all through the GGX BRDF of `nodes.brdf.ggx` with the detail normal.
 Decomposition, per instance:
 1. geometry per texel (world position, normal, tangent frame), ambient
    occlusion ray-cast against the whole scene;
-2. baked lighting estimate: the luminance is fitted by least squares as
-   `lum / AO ≈ c0 + n·c` (one constant albedo, ambient `c0`, sun vector `c`);
-   the irradiance `E = AO (c0 + max(n·c, 0))` is normalised to mean 1 over the
-   instance (the light/albedo scale is ambiguous; this keeps the albedo's
-   mean brightness that of the appearance), and the initial albedo is
-   `appearance / E` — this removes AO and n·l from the albedo;
+2. baked lighting estimate (`estimate_baked_lighting`): the log luminance is
+   fitted as `log(lum / AO) ≈ b + log(1 + max(n·c, 0))` (one constant
+   albedo, sky 1, sun `c`), and the light normalised to mean irradiance 1
+   over the instance (light and albedo trade off freely in the diffuse
+   term). A dielectric's white specular does not scale with albedo and can
+   never exceed the darkest colour channel, which bounds the light's scale
+   from above (`bound_light_scale`, at most a 4x correction). The initial
+   albedo is the closed-form solution of the render (affine in albedo,
+   `solve_albedo`): this removes AO, n·l and the baked specular;
 3. tangent-space normals from a height field: the high-pass of the log
-   luminance (luminance over its masked Gaussian blur) is taken as height,
-   its kornia Sobel gradient gives `n = normalize(-s gx, s gy, 1)` (+Y up the
-   image), `s = normal_strength × class relief`;
+   luminance (luminance over its masked Gaussian blur) is taken as height
+   (dark crevices are low), its kornia Sobel gradient gives
+   `n = normalize(-s gx, s gy, 1)` (+Y up the image), `s = NORMAL_SCALE ×
+   normal_strength × class relief`; smooth classes (relief 0) stay flat;
 4. roughness and metallic start at the class's typical values; then Adam
    minimises the re-rendering loss (IntrinsiX):
    `L = |render_baked(θ) - appearance|² / |appearance|²` (the decomposition
@@ -31,7 +35,16 @@ Decomposition, per instance:
    directions importance-sampled toward the specular lobe, resampled every
    step) `+ w_chroma TV(albedo chromaticity)` (albedo chromaticity is
    piecewise smooth) `+ w_range (distance of roughness/metallic outside the
-   class range)²` `+ w_albedo relu(albedo - 1)²` `+ w_rough TV(roughness)`.
+   class range)²` `+ w_typical ((value - typical) / half range)²` `+ w_albedo
+   relu(albedo - 1)²`. Roughness and metallic are one value per instance
+   (one material). AO below 0.1 is clamped in the shading model (a few rays
+   cannot tell 0 from 0.05 in a crevice); the output occlusion map is the
+   ray-cast AO itself.
+
+Measured on SheenChair (tests/brdf/test_brdf_acceptance.py): a single baked
+image barely constrains roughness (the loss is flat in it once albedo
+adapts), so roughness/metallic come mostly from the class priors; albedo,
+AO and n·l removal are where the re-rendering pays.
 """
 from __future__ import annotations
 
@@ -51,7 +64,13 @@ LUMA = torch.tensor([0.2126, 0.7152, 0.0722])
 CHROMA_WEIGHT = 0.5
 RANGE_WEIGHT = 20.0
 ALBEDO_WEIGHT = 1.0
-ROUGHNESS_TV_WEIGHT = 0.02
+TYPICAL_WEIGHT = 0.1  # Gaussian prior around the class's typical value (sigma = half its range)
+MIN_SHADING_OCCLUSION = 0.1
+MIN_CHANNEL_FOR_SPECULAR = 2e-3  # linear; below an 8-bit sRGB texture's first few levels
+AO_TRUST = 0.5  # below this AO a texel's albedo is blended toward its better-lit neighbours
+MIN_LIGHT_SCALE = 0.25  # beyond a 4x correction the texture more likely holds no baked specular at all
+MATERIAL_LR_FACTOR = 0.2  # roughness/metallic move slower than albedo: the loss constrains them weakly
+NORMAL_SCALE = 0.1  # slope per unit of high-passed log luminance at normal_strength 1, relief 1
 
 
 @dataclass(frozen=True)
@@ -63,9 +82,12 @@ class BakedLighting:
     sun: float
 
     def irradiance(self, normal: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
-        """Diffuse irradiance factor `[N]`: `AO (ambient + sun max(n·l, 0))`."""
+        """What multiplies a Lambert albedo `[N]`: `AO (ambient + sun max(n·l, 0) / π)`."""
         n_dot_l = (normal * self.sun_dir.to(normal)).sum(-1).clamp_min(0.0)
-        return occlusion * (self.ambient + self.sun * n_dot_l)
+        return occlusion * (self.ambient + self.sun * n_dot_l / math.pi)
+
+    def scaled(self, factor: float) -> BakedLighting:
+        return BakedLighting(self.ambient * factor, self.sun_dir, self.sun * factor)
 
     def as_dict(self) -> dict[str, float | list[float]]:
         return {"ambient": float(self.ambient), "sun": float(self.sun),
@@ -79,29 +101,51 @@ def luminance(rgb: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return (rgb * LUMA.to(rgb).reshape(shape)).sum(dim)
 
 
-def estimate_baked_lighting(lum: torch.Tensor, normal: torch.Tensor, occlusion: torch.Tensor) -> BakedLighting:
-    """Fit `lum / AO ≈ c0 + n·c` and normalise so that the mean irradiance is 1.
+def estimate_baked_lighting(lum: torch.Tensor, normal: torch.Tensor, occlusion: torch.Tensor,
+                            iterations: int = 30) -> BakedLighting:
+    """Fit the baked light to the luminance; normalised to mean irradiance 1.
 
-    Ridge-regularised (a flat instance cannot tell ambient from sun; the ridge
-    then keeps the sun small). Texels with AO < 0.2 are left out (too dark to
-    say anything about the lights).
+    Model: `log(lum / AO) ≈ b + log(1 + max(n·c, 0))`, i.e. a sky of radiance 1
+    plus a sun `c` (in sky units), with one constant albedo `exp(b)`. The log
+    makes the albedo's texture (multiplicative) an additive residual instead
+    of a weight. L-BFGS from six axis-aligned starts (the clamp makes the
+    problem non-convex); a small ridge keeps the sun small when the normals
+    cannot tell it from the sky (a flat instance). Texels with AO < 0.2 are
+    left out (too dark to say anything about the lights).
     """
-    keep = occlusion > 0.2
+    keep = (occlusion > 0.2) & (lum > 1e-5)
     if int(keep.sum()) < 8:
         return BakedLighting(1.0, torch.tensor([0.0, 1.0, 0.0]), 0.0)
-    target = (lum[keep] / occlusion[keep]).to(torch.float64)
-    design = torch.cat([torch.ones_like(target)[:, None], normal[keep].to(torch.float64)], dim=1)
-    ridge = torch.diag(torch.tensor([0.0, 1.0, 1.0, 1.0], dtype=torch.float64)) * 1e-2 * design.shape[0]
-    coeffs = torch.linalg.solve(design.T @ design + ridge, design.T @ target)
-    c0, c = float(coeffs[0]), coeffs[1:].to(torch.float32)
-    sun = float(c.norm())
-    sun_dir = c / sun if sun > 1e-8 else torch.tensor([0.0, 1.0, 0.0])
-    # The clamp max(n·l, 0) makes the linear fit's intercept too low on the shadowed side;
-    # keep at least a tenth of the light in the sky so the irradiance never reaches zero.
-    c0 = max(c0, 0.1 * (abs(c0) + sun), 1e-6)
-    lighting = BakedLighting(c0, sun_dir, sun)
+    target = torch.log(lum[keep] / occlusion[keep]).to(torch.float64)
+    normals = normal[keep].to(torch.float64)
+    ridge_weight = 1e-3
+    best_loss, best = math.inf, torch.zeros(4, dtype=torch.float64)
+    for axis in range(6):
+        start = torch.zeros(4, dtype=torch.float64)
+        start[0] = target.mean()
+        start[1 + axis % 3] = 1.0 if axis < 3 else -1.0
+        params = start.requires_grad_(True)
+        optimizer = torch.optim.LBFGS([params], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad()
+            model = params[0] + torch.log1p(torch.relu(normals @ params[1:]))
+            loss = ((model - target) ** 2).mean() + ridge_weight * (params[1:] ** 2).sum()
+            loss.backward()
+            return loss
+
+        optimizer.step(closure)
+        with torch.no_grad():
+            loss = float(((params[0] + torch.log1p(torch.relu(normals @ params[1:])) - target) ** 2).mean())
+        if math.isfinite(loss) and loss < best_loss:
+            best_loss, best = loss, params.detach().clone()
+    c = best[1:].to(torch.float32)
+    strength = float(c.norm())
+    sun_dir = c / strength if strength > 1e-8 else torch.tensor([0.0, 1.0, 0.0])
+    # The sun's Lambert term is albedo/π · E · cos; the sky's is albedo · L: E = π · strength.
+    lighting = BakedLighting(1.0, sun_dir, math.pi * strength)
     scale = float(lighting.irradiance(normal, occlusion).mean().clamp_min(1e-8))
-    return BakedLighting(c0 / scale, sun_dir, sun / scale)
+    return lighting.scaled(1.0 / scale)
 
 
 def masked_blur(image: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -165,6 +209,104 @@ def render_baked(
     return radiance * occ
 
 
+def solve_albedo(
+    texels: torch.Tensor,
+    roughness: torch.Tensor,
+    metallic: torch.Tensor,
+    normal_world: torch.Tensor,
+    view_dir: torch.Tensor,
+    occlusion: torch.Tensor,
+    lighting: BakedLighting,
+    light_samples: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The albedo `[N, 3]` whose baked render equals `texels`, other maps fixed.
+
+    The render is affine in albedo (Lambert term and `F0 = lerp(0.04, albedo,
+    metallic)` both are), so two renders with albedo 0 and 1 under the same
+    light samples give it in closed form; clamped to [1e-3, 1].
+    """
+    state = generator.get_state()
+    zeros = torch.zeros_like(texels)
+    with torch.no_grad():
+        base = render_baked(zeros, roughness, metallic, normal_world, view_dir, occlusion, lighting,
+                            light_samples, generator)
+        generator.set_state(state)
+        gain = render_baked(zeros + 1.0, roughness, metallic, normal_world, view_dir, occlusion, lighting,
+                            light_samples, generator) - base
+    albedo = ((texels - base) / gain.clamp_min(1e-4)).clamp(1e-3, 1.0)
+    # Texels where the model explains little (deep crevices, AO noise) give outliers; cap them at
+    # a high quantile of the well-lit texels' albedo.
+    lit = gain.mean(-1) > 0.5 * gain.mean()
+    if int(lit.sum()) >= 16:
+        cap = torch.quantile(albedo[lit], 0.99, dim=0)
+        albedo = torch.minimum(albedo, cap[None])
+    return albedo
+
+
+def bound_light_scale(
+    texels: torch.Tensor,
+    roughness: torch.Tensor,
+    metallic: torch.Tensor,
+    normal_world: torch.Tensor,
+    view_dir: torch.Tensor,
+    occlusion: torch.Tensor,
+    lighting: BakedLighting,
+    light_samples: int,
+    generator: torch.Generator,
+    quantile: float = 0.1,
+) -> BakedLighting:
+    """Lower the light's scale until the specular reflection fits under the appearance.
+
+    Albedo and light intensity trade off freely in the diffuse term, but a
+    dielectric's specular (F0 = 0.04, white) does not scale with albedo, and
+    albedo >= 0 means the specular can never exceed the darkest colour
+    channel. The light scale (at most 1 = mean irradiance 1) is the
+    `quantile` over texels of `min channel / specular`; metals (specular
+    driven by albedo) leave it at 1. Only texels with AO > 0.5 vote.
+    """
+    state = generator.get_state()
+    with torch.no_grad():
+        specular = render_baked(torch.zeros_like(texels), roughness, metallic, normal_world, view_dir, occlusion,
+                                lighting, light_samples, generator)
+    generator.set_state(state)
+    specular_lum = luminance(specular)
+    # Only open texels vote (in crevices the AO estimate, not the light, dominates the ratio), and
+    # only where every channel holds some light: a texture with an exactly black channel (a pure
+    # albedo, a saturated print) carries no specular floor to measure.
+    darkest = texels.min(dim=-1).values
+    valid = (specular_lum > 1e-6) & (occlusion > 0.5) & (darkest > MIN_CHANNEL_FOR_SPECULAR)
+    if int(valid.sum()) < max(8, int(0.05 * texels.shape[0])):
+        return lighting
+    ratio = darkest[valid] / specular_lum[valid]
+    factor = float(torch.quantile(ratio, quantile).clamp(MIN_LIGHT_SCALE, 1.0))
+    return lighting.scaled(factor)
+
+
+def fill_unreliable(albedo: torch.Tensor, trust: torch.Tensor, geometry: TexelGeometry,
+                    sigma: float = 3.0) -> torch.Tensor:
+    """Blend each texel's albedo `[N, 3]` toward a trust-weighted blur of its neighbours.
+
+    In crevices (low AO) the appearance is dark and the AO estimate noisy, so
+    `appearance / irradiance` there is mostly noise and residual shading; a
+    texel keeps `trust` (in [0, 1]) of its own value and takes the rest from
+    the neighbourhood's trusted texels (the instance's trusted mean where
+    none is near).
+    """
+    height, width = geometry.size
+    weighted = torch.zeros(4, height * width)
+    weighted[:3, geometry.index] = (albedo * trust[:, None]).T
+    weighted[3, geometry.index] = trust
+    size = 2 * int(math.ceil(3 * sigma)) + 1
+    blurred = kornia.filters.gaussian_blur2d(weighted.reshape(1, 4, height, width), (size, size), (sigma, sigma),
+                                             border_type="constant")[0].reshape(4, -1)[:, geometry.index]
+    total = float(trust.sum())
+    fallback = (albedo * trust[:, None]).sum(0) / total if total > 1e-6 else albedo.mean(0)
+    near = blurred[3] > 1e-3
+    neighbours = torch.where(near[:, None], (blurred[:3] / blurred[3].clamp_min(1e-3)).T, fallback[None])
+    return trust[:, None] * albedo + (1.0 - trust[:, None]) * neighbours
+
+
 def _grid_tv(values: torch.Tensor, index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean L1 difference of `[N, C]` texel values between covered 4-neighbours."""
     height, width = mask.shape
@@ -186,6 +328,11 @@ def _logit(p: float) -> float:
 
 def _hinge(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return (torch.relu(lo - x) ** 2 + torch.relu(x - hi) ** 2).mean()
+
+
+def _typical_pull(value: torch.Tensor, typical: float, value_range: tuple[float, float]) -> torch.Tensor:
+    sigma = max(0.5 * (value_range[1] - value_range[0]), 0.05)
+    return (((value - typical) / sigma) ** 2).mean()
 
 
 def _scatter(values: torch.Tensor, geometry: TexelGeometry, fill: list[float]) -> torch.Tensor:
@@ -222,27 +369,40 @@ def decompose_texture(
     texels = appearance.reshape(3, -1).T[index].to(torch.float32).clamp_min(0.0)  # [N, 3]
     lum = luminance(texels)
     lighting = estimate_baked_lighting(lum, geometry.normal, occlusion)
-    irradiance = lighting.irradiance(geometry.normal, occlusion).clamp_min(0.05)
-    albedo0 = (texels / irradiance[:, None]).clamp(1e-3, 1.0)
-
+    ao_map = occlusion
+    # A few AO rays cannot tell 0 from 0.05 in a crevice; dividing by ~0 would make outliers.
+    occlusion = occlusion.clamp_min(MIN_SHADING_OCCLUSION)
     lum_image = luminance(appearance.clamp_min(0.0), dim=0)
-    normal_ts_image = height_normals(lum_image, mask, normal_strength * prior.relief * 4.0)
+    normal_ts_image = height_normals(lum_image, mask, normal_strength * prior.relief * NORMAL_SCALE)
     normal_ts = normal_ts_image.reshape(3, -1).T[index]
     normal_world = tangent_to_world(normal_ts, geometry)
     view_dir = geometry.normal  # the bake is seen along the geometric normal
 
+    roughness0 = torch.full((texels.shape[0], 1), prior.roughness_typical)
+    metallic0 = torch.full((texels.shape[0], 1), prior.metallic_typical)
+    lighting = bound_light_scale(texels, roughness0, metallic0, normal_world, view_dir, occlusion, lighting,
+                                 max(4 * light_samples, 32), generator)
+    albedo0 = solve_albedo(texels, roughness0, metallic0, normal_world, view_dir, occlusion, lighting,
+                           max(4 * light_samples, 32), generator)
+    albedo0 = fill_unreliable(albedo0, (ao_map / AO_TRUST).clamp(0.0, 1.0), geometry)
+
     log_albedo = torch.log(albedo0).clone().requires_grad_(True)
-    z_rough = torch.full((texels.shape[0], 1), _logit(prior.roughness_typical), requires_grad=True)
+    # One roughness and one metallic per instance (an instance is one material): a per-texel
+    # value would be unconstrained by a single baked image and drift with the sampling noise.
+    count = texels.shape[0]
+    z_rough = torch.full((1, 1), _logit(prior.roughness_typical), requires_grad=True)
     metallic_free = prior.metallic[1] > prior.metallic[0]
-    z_metal = torch.full((texels.shape[0], 1), _logit(prior.metallic_typical), requires_grad=metallic_free)
-    variables = [log_albedo, z_rough] + ([z_metal] if metallic_free else [])
-    optimizer = torch.optim.Adam(variables, lr=lr)
+    z_metal = torch.full((1, 1), _logit(prior.metallic_typical), requires_grad=metallic_free)
+    material_variables = [z_rough] + ([z_metal] if metallic_free else [])
+    optimizer = torch.optim.Adam([{"params": [log_albedo], "lr": lr},
+                                  {"params": material_variables, "lr": lr * MATERIAL_LR_FACTOR}])
     target_energy = (texels ** 2).mean().clamp_min(1e-8)
 
     def current() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         albedo = torch.exp(log_albedo)
-        roughness = torch.sigmoid(z_rough)
-        metallic = torch.sigmoid(z_metal) if metallic_free else torch.full_like(z_rough, prior.metallic[0])
+        roughness = torch.sigmoid(z_rough).expand(count, 1)
+        metallic = (torch.sigmoid(z_metal) if metallic_free else torch.full_like(z_rough, prior.metallic[0]))
+        metallic = metallic.expand(count, 1)
         return albedo, roughness, metallic
 
     losses: list[float] = []
@@ -255,16 +415,17 @@ def decompose_texture(
         loss = (data
                 + CHROMA_WEIGHT * _grid_tv(chroma, index, mask)
                 + RANGE_WEIGHT * _hinge(roughness, *prior.roughness)
-                + ROUGHNESS_TV_WEIGHT * _grid_tv(roughness, index, mask)
+                + TYPICAL_WEIGHT * _typical_pull(roughness[:1], prior.roughness_typical, prior.roughness)
                 + ALBEDO_WEIGHT * (torch.relu(albedo - 1.0) ** 2).mean())
         if metallic_free:
-            loss = loss + RANGE_WEIGHT * _hinge(metallic, *prior.metallic)
+            loss = (loss + RANGE_WEIGHT * _hinge(metallic, *prior.metallic)
+                    + TYPICAL_WEIGHT * _typical_pull(metallic[:1], prior.metallic_typical, prior.metallic))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(data))
+        losses.append(float(data.detach()))
         if progress is not None:
-            progress.update(loss=round(float(loss), 5))
+            progress.update(loss=round(float(loss.detach()), 5))
 
     with torch.no_grad():
         albedo, roughness, metallic = current()
@@ -276,7 +437,7 @@ def decompose_texture(
         roughness=_scatter(roughness, geometry, [prior.roughness_typical]),
         metallic=_scatter(metallic, geometry, [prior.metallic_typical]),
         normal=normal_ts_image.contiguous(),
-        occlusion=_scatter(occlusion[:, None], geometry, [1.0]),
+        occlusion=_scatter(ao_map[:, None], geometry, [1.0]),
         mask=mask.clone(),
         material=material,
         info={

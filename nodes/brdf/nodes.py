@@ -1,1 +1,126 @@
-"""Nodes of this stage family (filled in by its owner)."""
+"""Nodes of the BRDF family: baked textures from a scene, material-class references, decomposition.
+
+Thin shells over `decompose` (brdf.decompose), `scene_texture`
+(texture.from_scene) and `materials` (brdf.class_references).
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from graphflow import Context, Keyed, Node, UserError, register
+
+from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
+from .decompose import decompose_texture
+from .materials import material_prior
+from .scene_texture import texture_from_scene
+from .texels import ambient_occlusion, texel_geometry
+
+
+@register
+class Decompose(Node):
+    """Baked appearance texture -> albedo, roughness, metallic, normal and ambient occlusion maps.
+
+    Per instance (mapped over `texture` and `references`, zipped by instance
+    name): texel geometry on the texture's atlas, ambient occlusion ray-cast
+    against the whole scene, baked lighting fitted to the luminance and
+    divided out of the albedo, normals from a height field of the
+    high-frequency luminance, roughness/metallic from the instance's material
+    class (`references[...].material`, else the instance's hint), then the
+    re-rendering loss (GGX, lights importance-sampled toward the specular
+    lobe) for `steps` Adam steps. See `nodes.brdf.decompose`.
+    """
+
+    name = "brdf.decompose"
+    version = 1
+    map_over = ("texture", "references")
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        steps: int = Field(30, ge=0, le=10_000, description="Adam steps of the re-rendering loss (0: closed form only)")
+        lr: float = Field(0.05, gt=0, le=1.0, description="Adam learning rate of log-albedo (materials: 0.2x)")
+        ao_rays: int = Field(64, ge=0, le=4096, description="ambient occlusion rays per texel (0: no occlusion)")
+        normal_strength: float = Field(1.0, ge=0, le=20.0,
+                                       description="scale of the luminance height-field normals (0: flat)")
+        seed: int = Field(0, description="seed of AO rays and light samples")
+        light_samples: int = Field(4, ge=0, le=256, description="sky directions per texel and step, "
+                                   "importance-sampled toward the specular lobe")
+
+    def run(self, ctx: Context, scene: Scene, instances: Keyed[Instance], texture: TextureMap,
+            references: Reference) -> PBRMaps:
+        p = self.params
+        name = ctx.item
+        if name is None or name not in instances:
+            raise UserError(f"texture item '{name}' is not an instance of the scene", node=ctx.node_id,
+                            item=name, hint="connect the texture produced for the same `instances`")
+        instance = instances[name]
+        if instance.face_mask.shape[0] != scene.num_faces:
+            raise UserError("instances do not belong to this scene (face count differs)", node=ctx.node_id,
+                            item=name, hint="connect `scene` and `instances` from the same loader")
+        image = texture.image
+        if image.dim() != 3 or image.shape[0] < 3:
+            raise UserError(f"texture must be [3, H, W] RGB, got {tuple(image.shape)}", node=ctx.node_id, item=name)
+        material = references.material if references.material != "generic" else material_prior_name(instance.material)
+        prior = material_prior(material, where=ctx.where)
+        height, width = int(image.shape[1]), int(image.shape[2])
+        geometry = texel_geometry(scene, instance.face_mask, (height, width))
+        if geometry.index.numel() == 0:
+            raise UserError("the instance covers no texel of its texture atlas", node=ctx.node_id, item=name,
+                            hint="its UVs may be degenerate; re-load the scene with unwrap: always")
+        generator = ctx.generator
+        occlusion = ambient_occlusion(scene, geometry.position, geometry.normal, p.ao_rays, generator)
+        with ctx.progress(total=p.steps, desc="decompose") as bar:
+            return decompose_texture(
+                image[:3].to(torch.float32), geometry, occlusion, prior, material,
+                steps=p.steps, lr=p.lr, normal_strength=p.normal_strength, light_samples=p.light_samples,
+                generator=generator, progress=bar,
+            )
+
+
+@register
+class TextureFromScene(Node):
+    """Each instance's baked appearance from the scene's own baseColor textures, on the
+    instance's atlas (`Scene.uvs`): every texel looks up its part's texture at the surface
+    point's source UV (with the part's KHR_texture_transform); parts without a texture give
+    their baseColorFactor."""
+
+    name = "texture.from_scene"
+    version = 1
+    map_over = "instances"
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        size: int = Field(256, ge=8, le=8192, description="atlas side in texels")
+
+    def run(self, ctx: Context, scene: Scene, instances: Instance) -> TextureMap:
+        return texture_from_scene(scene, instances, self.params.size, log=ctx.log)
+
+
+@register
+class ClassReferences(Node):
+    """References that carry only each instance's material class hint (one flat grey image):
+    what `refs.bind` falls back to when a graph has no references file."""
+
+    name = "brdf.class_references"
+    version = 1
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        material: str | None = Field(None, description="force this class for every instance (default: hints)")
+
+    def run(self, ctx: Context, instances: Keyed[Instance]) -> Keyed[Reference]:
+        forced = self.params.material
+        if forced is not None:
+            material_prior(forced, where=ctx.where)
+        grey = torch.full((3, 8, 8), 0.5)
+        return Keyed({
+            name: Reference(images=(grey,), material=forced or material_prior_name(inst.material))
+            for name, inst in instances.items()
+        })
+
+
+def material_prior_name(material: str) -> str:
+    """The class of a material hint, `generic` when it is not a known class."""
+    from .materials import MATERIAL_PRIORS
+
+    return material if material in MATERIAL_PRIORS else "generic"

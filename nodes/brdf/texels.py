@@ -6,8 +6,9 @@ interpolates world position, normal and tangent frame for every covered
 texel. `ambient_occlusion` casts cosine-weighted hemisphere rays from those
 texels against the whole scene.
 
-(nodes.render.uv_raster / nodes.render.embree provide the same services for
-the rest of the pipeline; this module keeps the BRDF stage self-contained.)
+(AO uses `nodes.render.embree.RayCaster`; `texel_geometry` is like
+`nodes.render.uv_raster.texel_fragments` but returns flat buffers of the
+covered texels with the glTF tangent frame the decomposition needs.)
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 from embreex import rtcore_scene as rtcs
 from embreex.mesh_construction import TriangleMesh
 
+from nodes.render.embree import RayCaster
 from nodes.types import Scene
 
 from .ggx import tangent_frame
@@ -31,6 +33,7 @@ class TexelGeometry:
     mask: torch.Tensor  # [H, W] bool
     index: torch.Tensor  # [N] long, flat texel index (row * W + col)
     face: torch.Tensor  # [N] long, scene face id
+    barycentric: torch.Tensor  # [N, 3] weights of the face's vertices 0, 1, 2
     position: torch.Tensor  # [N, 3] world
     normal: torch.Tensor  # [N, 3] world, unit (interpolated shading normal)
     tangent: torch.Tensor  # [N, 3] world, unit, orthogonal to normal (+u direction)
@@ -62,7 +65,8 @@ def texel_geometry(scene: Scene, face_mask: torch.Tensor, size: tuple[int, int])
     tri[..., 1] = (uv[..., 1] * height).float()
     empty = TexelGeometry(
         mask=torch.zeros(height, width, dtype=torch.bool), index=torch.zeros(0, dtype=torch.long),
-        face=torch.zeros(0, dtype=torch.long), position=torch.zeros(0, 3), normal=torch.zeros(0, 3),
+        face=torch.zeros(0, dtype=torch.long), barycentric=torch.zeros(0, 3), position=torch.zeros(0, 3),
+        normal=torch.zeros(0, 3),
         tangent=torch.zeros(0, 3), bitangent=torch.zeros(0, 3),
     )
     if faces.shape[0] == 0:
@@ -98,16 +102,14 @@ def texel_geometry(scene: Scene, face_mask: torch.Tensor, size: tuple[int, int])
     # the image (towards -v), which is the +Y (green) axis of a normal texture.
     bitangent = torch.cross(normal, tangent, dim=-1) * handed
     mask = covered.reshape(height, width)
-    return TexelGeometry(mask=mask, index=index, face=scene_face, position=position, normal=normal,
+    return TexelGeometry(mask=mask, index=index, face=scene_face, barycentric=bary[..., 0], position=position,
+                         normal=normal,
                          tangent=tangent, bitangent=bitangent)
 
 
-def scene_ray_caster(scene: Scene) -> rtcs.EmbreeScene:
-    """An embree scene of every face of `scene` (occluders for AO)."""
-    embree_scene = rtcs.EmbreeScene()
-    tri = scene.positions[scene.faces].to(torch.float32).contiguous().numpy()
-    TriangleMesh(embree_scene, tri)
-    return embree_scene
+def scene_ray_caster(scene: Scene) -> RayCaster:
+    """A ray caster over every face of `scene` (occluders for AO)."""
+    return RayCaster(scene.positions, scene.faces)
 
 
 def ambient_occlusion(
@@ -117,7 +119,7 @@ def ambient_occlusion(
     rays: int,
     generator: torch.Generator,
     max_distance: float | None = None,
-    caster: rtcs.EmbreeScene | None = None,
+    caster: RayCaster | None = None,
 ) -> torch.Tensor:
     """Fraction `[N]` of cosine-weighted hemisphere rays that escape (1 = open).
 
@@ -140,9 +142,5 @@ def ambient_occlusion(
                        torch.sqrt((1.0 - u[..., 0:1]).clamp_min(0.0))], dim=-1)
     dirs = local[..., 0:1] * t[:, None] + local[..., 1:2] * b[:, None] + local[..., 2:3] * normal[:, None]
     origins = (position + offset * normal)[:, None, :].expand(-1, rays, -1)
-    origins_np = origins.reshape(-1, 3).to(torch.float32).contiguous().numpy()
-    dirs_np = dirs.reshape(-1, 3).to(torch.float32).contiguous().numpy()
-    dists = np.full(origins_np.shape[0], reach, np.float32)
-    occluded = caster.run(origins_np, dirs_np, dists=dists, query="OCCLUDED")
-    hit = torch.from_numpy(np.asarray(occluded) >= 0).reshape(count, rays)
+    hit = caster.occluded(origins.reshape(-1, 3), dirs.reshape(-1, 3), reach).reshape(count, rays)
     return 1.0 - hit.to(torch.float32).mean(dim=1)
