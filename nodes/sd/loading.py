@@ -12,7 +12,6 @@ every distillation item of a run reuses them.
 """
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ import torch
 
 from graphflow import UserError
 
-log = logging.getLogger(__name__)
 
 SD_DOWNLOAD_HINT = (
     "download them on a machine with internet, e.g. "
@@ -32,7 +30,8 @@ SD_DOWNLOAD_HINT = (
 )
 UPSCALER_DOWNLOAD_HINT = (
     "download them on a machine with internet, e.g. "
-    "`huggingface-cli download stabilityai/stable-diffusion-x4-upscaler --local-dir DIR`; then pass `--input weights=DIR`"
+    "`huggingface-cli download stabilityai/stable-diffusion-x4-upscaler --local-dir DIR`; "
+    "then pass `--input weights=DIR`"
 )
 SD_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 UPSCALER_SUBFOLDERS = SD_SUBFOLDERS + ("low_res_scheduler",)
@@ -50,6 +49,7 @@ class SDComponents:
     tokenizer: Any  # transformers.CLIPTokenizer
     scheduler: Any  # diffusers.DDPMScheduler (training noise schedule)
     image_encoder: Any | None = None  # transformers.CLIPVisionModelWithProjection
+    controlnet: Any | None = None  # diffusers.ControlNetModel (depth), optional
     low_res_scheduler: Any | None = None  # x4 upscaler only
     max_noise_level: int = 350  # x4 upscaler only
 
@@ -66,30 +66,33 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def resolve_weights(weights: str, *, required: tuple[str, ...] = SD_SUBFOLDERS, hint: str = SD_DOWNLOAD_HINT) -> Path:
-    """A local directory for `weights` (a path, or a hub id already in the HF cache), checked for `required` subfolders."""
+def resolve_weights(
+    weights: str, *, required: tuple[str, ...] = SD_SUBFOLDERS, hint: str = SD_DOWNLOAD_HINT, param: str = "weights",
+) -> Path:
+    """A local directory for `weights` (a path, or a hub id already in the HF cache), checked for `required` subfolders.
+
+    Every failure is a `UserError` naming `param` and the path, with `hint` saying how to get the files.
+    """
+    what = "Stable Diffusion weights" if param == "weights" else param
     if not weights or not str(weights).strip():
-        raise UserError("no Stable Diffusion weights given", param="weights", hint=hint)
+        raise UserError(f"no {what} given", param=param, hint=hint)
     path = Path(weights).expanduser()
     if not path.exists():
-        path = _from_hf_cache(weights, hint)
+        path = _from_hf_cache(weights, hint, param, what)
     if not path.is_dir():
-        raise UserError(f"Stable Diffusion weights '{weights}' is not a directory in diffusers layout", param="weights",
+        raise UserError(f"{what} '{weights}' is not a directory in diffusers layout", param=param,
                         file=str(weights), hint=hint)
     missing = [name for name in required if not (path / name).is_dir()]
     if missing:
-        raise UserError(
-            f"Stable Diffusion weights at '{path}' lack the subfolder(s) {', '.join(missing)}", param="weights",
-            file=str(path), hint=hint,
-        )
+        raise UserError(f"{what} at '{path}' lack the subfolder(s) {', '.join(missing)}", param=param,
+                        file=str(path), hint=hint)
     return path
 
 
-def _from_hf_cache(weights: str, hint: str) -> Path:
+def _from_hf_cache(weights: str, hint: str, param: str, what: str) -> Path:
     looks_like_hub_id = weights.count("/") == 1 and not weights.startswith((".", "/", "~"))
     if not looks_like_hub_id:
-        raise UserError(f"Stable Diffusion weights directory '{weights}' does not exist", param="weights",
-                        file=weights, hint=hint)
+        raise UserError(f"{what} directory '{weights}' does not exist", param=param, file=weights, hint=hint)
     from huggingface_hub import snapshot_download
 
     try:
@@ -97,8 +100,8 @@ def _from_hf_cache(weights: str, hint: str) -> Path:
         return Path(snapshot_download(repo_id=weights, local_files_only=True))
     except Exception as error:  # noqa: BLE001 - huggingface_hub raises several types for "not cached"
         raise UserError(
-            f"Stable Diffusion weights '{weights}' are neither a local directory nor in the local Hugging Face cache "
-            f"({type(error).__name__})", param="weights", file=weights, hint=hint,
+            f"{what} '{weights}' are neither a local directory nor in the local Hugging Face cache "
+            f"({type(error).__name__})", param=param, file=weights, hint=hint,
         ) from error
 
 
@@ -124,9 +127,14 @@ def _load_ip_adapter_state(file: Path) -> dict[str, dict[str, torch.Tensor]]:
             group, _, rest = key.partition(".")
             if group in state:
                 state[group][rest] = handle.get_tensor(key)
+    hint = "use h94/IP-Adapter's models/ip-adapter_sd15.safetensors"
     if not state["image_proj"] or not state["ip_adapter"]:
         raise UserError(f"'{file}' is not an IP-Adapter checkpoint (no image_proj./ip_adapter. tensors)",
-                        param="weights", file=str(file), hint="use h94/IP-Adapter's models/ip-adapter_sd15.safetensors")
+                        param="weights", file=str(file), hint=hint)
+    if "proj.weight" not in state["image_proj"]:
+        # Plus/FaceID variants project CLIP hidden states, not the pooled image embedding this prior feeds.
+        raise UserError(f"'{file}' is an IP-Adapter variant (plus/face) this prior does not support",
+                        param="weights", file=str(file), hint=hint)
     return state
 
 
@@ -147,19 +155,48 @@ def _from_pretrained(loader: Any, path: Path, subfolder: str, hint: str, **kwarg
                         file=str(path / subfolder), hint=hint) from error
 
 
+def resolve_controlnet(controlnet: str | None, root: Path) -> Path | None:
+    """The depth ControlNet dir: None (off), "auto" (`root/controlnet` when present), or a path / cached hub id."""
+    if controlnet is None:
+        return None
+    if controlnet == "auto":
+        candidate = root / "controlnet"
+        return candidate if (candidate / "config.json").is_file() else None
+    hint = ("download one on a machine with internet, e.g. `huggingface-cli download lllyasviel/sd-controlnet-depth "
+            "--local-dir DIR/controlnet`, or leave controlnet unset")
+    path = resolve_weights(controlnet, required=(), hint=hint, param="controlnet")
+    if not (path / "config.json").is_file():
+        raise UserError(f"'{path}' is not a ControlNet (no config.json)", param="controlnet", file=str(path), hint=hint)
+    return path
+
+
+def require_sd_packages() -> None:
+    """diffusers/transformers/peft are the optional `sd` extra: say how to install them instead of an ImportError."""
+    import importlib.util
+
+    missing = [name for name in ("diffusers", "transformers", "peft") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"Stable Diffusion support is not installed (missing {', '.join(missing)})", param="prior",
+                        hint="pip install 'graphflow[sd]', or use prior closed_form")
+
+
 def load_sd_components(
-    weights: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *, use_ip_adapter: bool = True,
+    weights: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, *,
+    use_ip_adapter: bool = True, controlnet: str | None = "auto",
 ) -> SDComponents:
-    """UNet, VAE, text encoder, tokenizer, scheduler (and IP-Adapter + image encoder) from `weights`; cached.
+    """UNet, VAE, text encoder, tokenizer, scheduler (and IP-Adapter + image encoder, depth ControlNet); cached.
 
     Raises `UserError(param="weights")` when the weights or the IP-Adapter (with `use_ip_adapter`) are missing.
+    `controlnet`: None, "auto" (the `controlnet/` subfolder of `weights` when present) or a path / cached hub id.
     """
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    require_sd_packages()
+    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
     device = torch.device(device)
     root = resolve_weights(weights)
-    key = ("sd", str(root.resolve()), str(device), str(dtype), use_ip_adapter)
+    controlnet_dir = resolve_controlnet(controlnet, root)
+    key = ("sd", str(root.resolve()), str(device), str(dtype), use_ip_adapter, str(controlnet_dir))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -186,6 +223,8 @@ def load_sd_components(
         tokenizer=_from_pretrained(CLIPTokenizer, root, "tokenizer", hint),
         scheduler=_from_pretrained(DDPMScheduler, root, "scheduler", hint),
         image_encoder=None if image_encoder is None else _freeze(image_encoder, device, dtype),
+        controlnet=None if controlnet_dir is None else _freeze(
+            _from_pretrained(ControlNetModel, controlnet_dir, "", hint), device, dtype),
     )
     _remember(key, components)
     return components
@@ -197,6 +236,7 @@ def load_upscaler_components(
     """The x4 upscaler's UNet (7 input channels, noise-level class labels), VAE, text encoder and schedulers; cached."""
     import json
 
+    require_sd_packages()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 

@@ -31,7 +31,7 @@ def _seeded(seed: int) -> Iterator[None]:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2/CLIP's reversible byte -> printable unicode map (same as transformers' CLIP tokenizer)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     codes = printable[:]
     extra = 0
     for byte in range(256):
@@ -93,11 +93,14 @@ def _tiny_vae(num_blocks: int, scaling_factor: float) -> "AutoencoderKL":  # noq
     ).eval()
 
 
-def _ip_adapter_state_dict(unet: "UNet2DConditionModel", generator: torch.Generator) -> dict[str, torch.Tensor]:  # noqa: F821
+def _ip_adapter_state_dict(
+    unet: "UNet2DConditionModel", generator: torch.Generator,  # noqa: F821
+) -> dict[str, torch.Tensor]:
     """Random IP-Adapter weights in the flat safetensors layout diffusers' `load_ip_adapter` reads."""
     state: dict[str, torch.Tensor] = {}
     width = TINY_CROSS_ATTENTION_DIM
-    state["image_proj.proj.weight"] = torch.randn(IP_ADAPTER_TOKENS * width, TINY_IMAGE_EMBED_DIM, generator=generator) / TINY_IMAGE_EMBED_DIM**0.5
+    projection = torch.randn(IP_ADAPTER_TOKENS * width, TINY_IMAGE_EMBED_DIM, generator=generator)
+    state["image_proj.proj.weight"] = projection / TINY_IMAGE_EMBED_DIM**0.5
     state["image_proj.proj.bias"] = torch.zeros(IP_ADAPTER_TOKENS * width)
     state["image_proj.norm.weight"] = torch.ones(width)
     state["image_proj.norm.bias"] = torch.zeros(width)
@@ -118,8 +121,23 @@ def _ip_adapter_state_dict(unet: "UNet2DConditionModel", generator: torch.Genera
     return state
 
 
+def _tiny_controlnet(unet: "UNet2DConditionModel", generator: torch.Generator) -> "ControlNetModel":  # noqa: F821
+    """A depth ControlNet copied from the UNet; its zero convolutions get small random weights so depth matters."""
+    from diffusers import ControlNetModel
+
+    # One stride-2 step in the condition embedding: the tiny VAE downsamples by 2.
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32)).eval()
+    zero_convs = list(controlnet.controlnet_down_blocks) + [controlnet.controlnet_mid_block,
+                                                            controlnet.controlnet_cond_embedding.conv_out]
+    with torch.no_grad():
+        for conv in zero_convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator) * 0.05)
+    return controlnet
+
+
 def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
-    """Write a tiny SD 1.x-style pipeline (unet, vae, text_encoder, tokenizer, scheduler) plus an IP-Adapter.
+    """Write a tiny SD 1.x-style pipeline (unet, vae, text_encoder, tokenizer, scheduler), an IP-Adapter
+    and a depth ControlNet (`controlnet/`).
 
     Latents are 4x16x16 and images 32x32 (VAE factor 2). Returns `directory`.
     """
@@ -152,6 +170,7 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
     image_encoder.save_pretrained(str(ip_dir / "image_encoder"))
     generator = torch.Generator().manual_seed(seed + 1)
     save_file(_ip_adapter_state_dict(unet, generator), str(ip_dir / "ip-adapter.safetensors"))
+    _tiny_controlnet(unet, generator).save_pretrained(str(directory / "controlnet"))
     return directory
 
 
@@ -174,10 +193,29 @@ def build_tiny_upscaler(directory: Path, seed: int = 0) -> Path:
         num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear",
         prediction_type="v_prediction", clip_sample=False, steps_offset=1,
     )
-    low_res_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear")
+    low_res_scheduler = DDPMScheduler(
+        num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+    )
     pipeline = StableDiffusionUpscalePipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, low_res_scheduler=low_res_scheduler,
         scheduler=scheduler, max_noise_level=350,
     )
     pipeline.save_pretrained(str(directory))
     return directory
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m nodes.sd.tiny DIR [--upscaler] [--seed N]`: write tiny weights for `--input weights=DIR`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nodes.sd.tiny", description=main.__doc__)
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--upscaler", action="store_true", help="write the x4 upscaler instead of SD 1.x")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    build = build_tiny_upscaler if args.upscaler else build_tiny_sd
+    print(build(args.directory, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()
