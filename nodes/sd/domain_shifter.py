@@ -16,10 +16,10 @@ blocks, mid block, up blocks), so "early blocks" means the encoder side.
 
 Inference-time domain shifting (for `nodes/sd/prior.py`)::
 
-    from nodes.sd.domain_shifter import apply_domain_shifting
-    handle = apply_domain_shifting(unet, adapter, t)   # before each UNet call; t in [0, 1] (or [B])
+    from nodes.sd.domain_shifter import apply_domain_shifting, remove_domain_shifting
+    apply_domain_shifting(unet, adapter, t)   # before each UNet call; t in [0, 1] (or [B])
     eps = unet(x_t, timestep, encoder_hidden_states=...).sample
-    handle.detach()                                    # when the prior is done (optional)
+    remove_domain_shifting(unet)                       # when done: the loader's UNet is shared
 
 `apply_domain_shifting` attaches the adapter's shifter once (it is cached on
 the UNet), runs every block in `real` mode except the adapter's configured
@@ -159,7 +159,8 @@ class DomainShifter(nn.Module):
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._domain: DomainSpec = "real"
         self._overrides: dict[int, DomainSpec] = {}
-        self._unet: nn.Module | None = None
+        # A plain reference, not a submodule: the UNet must stay out of the shifter's state_dict.
+        self.__dict__["_unet"] = None
 
     # ---- construction / persistence
     @classmethod
@@ -258,7 +259,7 @@ class DomainShifter(nn.Module):
                             param="weights", hint="use the same base model the adapter was trained on")
         for index, (_, block) in enumerate(blocks):
             self._handles.append(block.register_forward_pre_hook(self._make_hook(index), with_kwargs=True))
-        self._unet = unet
+        self.__dict__["_unet"] = unet
         return self
 
     def detach(self) -> None:
@@ -266,8 +267,8 @@ class DomainShifter(nn.Module):
             h.remove()
         self._handles = []
         if self._unet is not None and getattr(self._unet, "_graphflow_domain_shifter", None) is self:
-            del self._unet._graphflow_domain_shifter
-        self._unet = None
+            del self._unet.__dict__["_graphflow_domain_shifter"]
+        self.__dict__["_unet"] = None
 
     @property
     def attached(self) -> bool:
@@ -310,13 +311,14 @@ class DomainShifter(nn.Module):
 
 
 def apply_domain_shifting(unet: nn.Module, adapter: DomainAdapter, t: float | torch.Tensor,
-                          schedule: DomainSchedule | None = None) -> DomainShifter:
+                          schedule: DomainSchedule | None = None, domain: Domain = "real") -> DomainShifter:
     """Attach `adapter`'s shifter to `unet` (once) and set real mode with synthetic early blocks at high t.
 
     Call before each UNet evaluation with that evaluation's noise time `t`
     (continuous, in [0, 1]; scalar or per-sample `[B]`). `schedule` overrides
-    the one stored in the adapter's metadata. Returns the attached shifter;
-    `shifter.detach()` restores the plain UNet.
+    the one stored in the adapter's metadata. `domain="synthetic"` runs every
+    block in synthetic mode instead (no schedule). Returns the attached
+    shifter; `remove_domain_shifting(unet)` restores the plain UNet.
     """
     shifter = getattr(unet, "_graphflow_domain_shifter", None)
     if shifter is None or getattr(shifter, "_source", None) is not adapter:
@@ -329,9 +331,26 @@ def apply_domain_shifting(unet: nn.Module, adapter: DomainAdapter, t: float | to
         shifter.requires_grad_(False)
         shifter.attach(unet)
         shifter._source = adapter  # type: ignore[attr-defined]
-        unet._graphflow_domain_shifter = shifter  # type: ignore[attr-defined]  # survives across calls
-    shifter.apply_schedule(schedule or adapter.schedule, t)
+        # Kept across calls in the UNet's __dict__ (not as a submodule: its parameters stay the backbone's).
+        unet.__dict__["_graphflow_domain_shifter"] = shifter
+    if domain_index(domain) == SYNTHETIC:
+        shifter.clear_overrides()
+        shifter.set_domain("synthetic")
+    else:
+        shifter.apply_schedule(schedule or adapter.schedule, t)
     return shifter
+
+
+def remove_domain_shifting(unet: nn.Module) -> None:
+    """Detach whatever shifter `apply_domain_shifting` attached to `unet` (no-op when none).
+
+    Call it when the prior is done with a UNet that others share (e.g. one
+    cached by `nodes.sd.loading`), so later users get the plain backbone.
+    """
+    shifter = unet.__dict__.get("_graphflow_domain_shifter")
+    if shifter is not None:
+        shifter.detach()
+        unet.__dict__.pop("_graphflow_domain_shifter", None)
 
 
 # ---------------------------------------------------------------- safetensors files
@@ -369,5 +388,6 @@ def load_adapter(path: str | Path) -> DomainAdapter:
 
 __all__ = [
     "DOMAINS", "REAL", "SYNTHETIC", "DomainAdapter", "DomainSchedule", "DomainShifter", "apply_domain_shifting",
-    "domain_schedule", "find_transformer_blocks", "load_adapter", "save_adapter", "timestep_to_t",
+    "domain_schedule", "find_transformer_blocks", "load_adapter", "remove_domain_shifting", "save_adapter",
+    "timestep_to_t",
 ]

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from graphflow import UserError
+
 from .domain_shifter import REAL, SYNTHETIC, DomainSchedule, DomainShifter
 
 CONTROL_ADAPTER_NAME = "domain_control"
@@ -152,7 +154,7 @@ def train_domain_shifter(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if progress is not None:
                 progress(step, losses[-1])
     finally:
@@ -281,12 +283,13 @@ def real_sample_backward(
         shifter.set_block_domains({i: "synthetic" for i in range(cutoff)})
     try:
         loss = diffusion_loss(unet, scheduler, latents, context, generator)
-        loss.backward()
+        if loss.requires_grad:  # a cutoff past the last trained block leaves nothing to update
+            loss.backward()
     finally:
         for p, flag in zip(frozen, flags, strict=True):
             p.requires_grad_(flag)
         shifter.clear_overrides()
-    return float(loss)
+    return float(loss.detach())
 
 
 def synthetic_sample_backward(
@@ -302,7 +305,7 @@ def synthetic_sample_backward(
     finally:
         pathway.set_geometry(None)
         shifter.set_domain("real")
-    return float(loss)
+    return float(loss.detach())
 
 
 @dataclass
@@ -324,7 +327,7 @@ def train_control(
     `synthetic` latents `[N, C, h, w]` with `geometry` `[N, 4, H, W]` (H = h * downscale);
     `real` latents (or None). Each step: one synthetic batch with control and,
     when real data is given, one real batch with null control, a random cutoff
-    k in [0, blocks] and domain reassignment with probability `reassign_prob`.
+    k in [0, blocks) and domain reassignment with probability `reassign_prob`.
     """
     if not shifter.attached:
         shifter.attach(unet)
@@ -343,7 +346,8 @@ def train_control(
             result.synthetic_losses.append(synthetic_sample_backward(
                 unet, scheduler, shifter, pathway, synthetic[rows], geometry[rows], context, generator=generator))
             if real is not None and real.shape[0]:
-                cutoff = int(torch.randint(0, shifter.num_blocks + 1, (1,), generator=generator))
+                # k in [0, blocks): the last block always learns from real images
+                cutoff = int(torch.randint(0, shifter.num_blocks, (1,), generator=generator))
                 reassign = bool(torch.rand((), generator=generator) < reassign_prob)
                 rows = sample_rows(real.shape[0], batch_size, generator)
                 result.real_losses.append(real_sample_backward(
@@ -360,6 +364,20 @@ def train_control(
     return result
 
 
+def load_control(unet: nn.Module, adapter: Any) -> ControlPathway:
+    """Install a trained adapter's control pathway on `unet` (frozen); `pathway.set_geometry(g)` then conditions
+    every call on `g` `[B, 4, H, W]` (see `geometry_from_views`), `pathway.remove()` uninstalls it."""
+    info = adapter.meta.get("control")
+    if not info or not adapter.control:
+        raise UserError("the domain adapter has no control pathway", param="adapter",
+                        hint="train it with train.control (stage 2)")
+    pathway = ControlPathway(unet, int(info["rank"]), int(info["downscale"]), torch.Generator().manual_seed(0))
+    pathway.load_state(adapter.control)
+    for p in pathway.parameters():
+        p.requires_grad_(False)
+    return pathway
+
+
 def default_schedule(num_blocks: int, fraction: float = 1 / 3, t_min: float = 0.6) -> DomainSchedule:
     """Untuned default: the first third of the blocks (encoder side) synthetic at high noise."""
     count = max(1, round(num_blocks * fraction))
@@ -368,6 +386,7 @@ def default_schedule(num_blocks: int, fraction: float = 1 / 3, t_min: float = 0.
 
 __all__ = [
     "CONTROL_ADAPTER_NAME", "ControlPathway", "ControlTrainingResult", "GeometryEncoder", "default_schedule",
-    "diffusion_loss", "evaluation_loss", "geometry_from_views", "lora_parameters_by_block", "prepare_images",
+    "diffusion_loss", "evaluation_loss", "geometry_from_views", "load_control", "lora_parameters_by_block",
+    "prepare_images",
     "real_sample_backward", "synthetic_sample_backward", "train_control", "train_domain_shifter",
 ]

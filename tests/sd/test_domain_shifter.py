@@ -182,6 +182,13 @@ def test_inference_schedule_switches_exactly_at_configured_blocks_and_timesteps(
     apply_domain_shifting(unet, adapter, torch.tensor([0.8, 0.3]))
     run_unet(unet, x)
     assert dict(seen)[0] == "[1, 0]" and dict(seen)[1] == "real"
+    # synthetic domain: every block synthetic whatever t
+    seen.clear()
+    apply_domain_shifting(unet, adapter, 0.1, domain="synthetic")
+    run_unet(unet, x)
+    assert {d for _, d in seen} == {"synthetic"}
+    # the shifter is not registered as a submodule: the UNet's parameters stay the backbone's
+    assert not any("embeddings" in k or "ups." in k for k in unet.state_dict())
     # outputs: the schedule at low t equals plain real mode
     apply_domain_shifting(unet, adapter, 0.1)
     low = run_unet(unet, x)
