@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from e2e_helpers import GRAPHS, SMALL, graphflow_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def demo_small(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One small demo run shared by the incremental tests of a module."""
+    root = tmp_path_factory.mktemp("demo")
+    cache, out = root / "cache", root / "out"
+    res = graphflow_cli("run", str(GRAPHS / "demo_room.yaml"), "--out", str(out), "--cache", str(cache), "-q",
+                        *SMALL, cwd=root)
+    assert res.returncode == 0, res.stderr
+    return {"root": root, "cache": cache, "out": out}
