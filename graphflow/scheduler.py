@@ -231,6 +231,11 @@ class Scheduler:
                     threads=state.cls.resources.num_cpus, show_progress=self.show_progress)
         self.bus.emit(Event("node_start", nid, item, {"key": task.key}))
         future = self.executor.submit(task, inputs)
+        if future.done():
+            # a synchronous executor (local) ran it already: store it now, not after the node's other
+            # items, so that a crash or Ctrl-C during item k keeps items 1..k-1 (issue 8)
+            self._finish_task(state, item, task, future.result())
+            return
         self.running[future] = (nid, item, task)
 
     def _finish_task(self, state: NodeState, item: str | None, task: Task, result: TaskResult) -> None:

@@ -111,6 +111,9 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
     """Run one task; never raises for errors inside the node (they come back in the result)."""
     bus = bus or EventBus()
     log = logging.getLogger(f"graphflow.node.{task.node_id}")
+    # The thread count can change float reduction order, so every executor runs a task with the
+    # node's `resources.num_cpus` threads (the scheduler sets it) and restores the caller's count.
+    threads_before = torch.get_num_threads()
     if task.threads:
         torch.set_num_threads(task.threads)
     scratch = Path(tempfile.mkdtemp(prefix=f"graphflow-{task.node_id}-"))
@@ -141,6 +144,8 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
+        if task.threads and torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
     result.seconds = time.perf_counter() - start
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return result

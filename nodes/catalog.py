@@ -11,6 +11,7 @@ NODE_MODULES = (
     "nodes.sd.nodes",
     "nodes.brdf.nodes",
     "nodes.export.nodes",
+    "nodes.batch.nodes",
 )
 
 for _module in NODE_MODULES:
