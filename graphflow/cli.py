@@ -267,6 +267,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         code = app(args=args, prog_name="graphflow", standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into a silent exit code 130 when not standalone
+            typer.echo("interrupted: finished work is in the cache; run the same command to resume", err=True)
         if isinstance(code, int) and code:
             sys.exit(code)
     except typer.Exit as exc:

@@ -23,6 +23,11 @@ class NotEncodable(TypeError):
     pass
 
 
+class UnknownValueType(ValueError):
+    """A stored value names a dataclass that is not registered in this process (its node
+    package is not imported): the entry may be fine, so a reader must not discard it."""
+
+
 def encode(value: Any) -> tuple[dict[str, torch.Tensor], Any]:
     tensors: dict[str, torch.Tensor] = {}
 
@@ -94,7 +99,7 @@ def decode(tensors: dict[str, torch.Tensor], meta: Any) -> Any:
         if "__type__" in m:
             cls = VALUE_TYPES.get(m["__type__"])
             if cls is None:
-                raise ValueError(f"unknown value type {m['__type__']!r}")
+                raise UnknownValueType(f"unknown value type {m['__type__']!r}")
             return cls(**{k: dec(x) for k, x in m["fields"].items()})
         return {k: dec(x) for k, x in m.items()}
 

@@ -32,20 +32,36 @@ CACHE_POLICIES = ("default", "memory_only", "never")
 
 
 def _line_index(text: str) -> dict[tuple[str, ...], int]:
-    """1-based line of every mapping key, by its path of keys."""
-    lines: dict[tuple[str, ...], int] = {}
+    """1-based line of every mapping key, by its path of keys.
 
-    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+    Iterative, and each YAML node is indexed once: a document of aliases (a "billion laughs")
+    stays linear, and an alias that contains itself is a user error, not a RecursionError.
+    """
+    lines: dict[tuple[str, ...], int] = {}
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is None:
+        return lines
+    stack: list[tuple[yaml.Node, tuple[str, ...], frozenset[int]]] = [(root, (), frozenset())]
+    seen: set[int] = set()
+    while stack:
+        node, path, ancestors = stack.pop()
+        if id(node) in ancestors:
+            raise UserError("the YAML refers to itself (an alias inside its own anchor)", line=node.start_mark.line + 1,
+                            hint="graphs must be trees: remove the recursive alias")
+        if id(node) in seen:
+            continue  # an alias of a node indexed already
+        seen.add(id(node))
+        inner = ancestors | {id(node)}
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if isinstance(key_node, yaml.ScalarNode):
                     sub = (*path, str(key_node.value))
                     lines[sub] = key_node.start_mark.line + 1
-                    walk(value_node, sub)
-
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    if root is not None:
-        walk(root, ())
+                    stack.append((value_node, sub, inner))
+                else:
+                    stack.append((value_node, path, inner))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, path, inner) for item in node.value)
     return lines
 
 
@@ -59,12 +75,20 @@ def load_graph(source: str | Path, registry: Registry | None = None) -> Graph:
         except OSError as exc:
             raise UserError(f"cannot read the graph file: {exc.strerror}", file=str(path),
                             hint="check the path") from exc
+        except UnicodeDecodeError:
+            raise UserError("the graph file is not UTF-8 text", file=str(path),
+                            hint="save the YAML file as UTF-8") from None
     else:
         text = source
     where = str(path) if path else "<graph>"
     try:
         data = yaml.safe_load(text)
         lines = _line_index(text)
+    except RecursionError:
+        raise UserError("the YAML is nested too deeply", file=where, hint="flatten the document") from None
+    except UserError as exc:
+        exc.file = exc.file or where
+        raise
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -95,7 +119,7 @@ def graph_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None, 
         spec = spec if isinstance(spec, dict) else {"type": "any", "default": spec}
         bad = set(spec) - {"type", "default", "doc"}
         if bad:
-            problems.append(Problem(f"graph input '{name}': unknown keys {sorted(bad)}", line=lines.get(("inputs", name))))
+            problems.append(Problem(f"graph input '{name}': unknown keys {sorted(map(str, bad))}", line=lines.get(("inputs", name))))
         graph.inputs[str(name)] = GraphInput(type=str(spec.get("type", "any")), default=spec.get("default"),
                                              doc=spec.get("doc"))
 
@@ -112,7 +136,7 @@ def graph_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None, 
             continue
         bad = set(spec) - NODE_KEYS
         if bad:
-            problems.append(Problem(f"unknown keys {sorted(bad)} (allowed: {', '.join(sorted(NODE_KEYS))})", nid, line))
+            problems.append(Problem(f"unknown keys {sorted(map(str, bad))} (allowed: {', '.join(sorted(NODE_KEYS))})", nid, line))
         params = spec.get("params") or {}
         if not isinstance(params, dict):
             problems.append(Problem("'params' must be a mapping", nid, lines.get(("nodes", nid, "params"), line)))

@@ -4,8 +4,9 @@ Layout: `ROOT/v1/<key[:2]>/<key>/{entry.json,data.safetensors}`. Tensors go to
 safetensors, everything else to JSON (never pickle). An entry is written in a
 private temporary directory and renamed into place in one step, so a reader
 sees either nothing or a whole entry, whatever kills the writer. Reads check
-the data file's blake3 digest against the JSON: a corrupt or truncated entry
-is a miss (with a warning) and is removed, never a crash.
+the data file's blake3 digest against the JSON, and the JSON against its own
+digest: a corrupt, truncated or tampered entry is a miss (with a warning) and
+is removed, never a crash.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from ..codec import NotEncodable, decode, encode
+from ..codec import NotEncodable, UnknownValueType, decode, encode
 from ..errors import UserError
 from .entry import Entry
 
@@ -64,12 +65,14 @@ class DiskCache:
         try:
             meta = json.loads((folder / "entry.json").read_text())
             data = (folder / "data.safetensors").read_bytes()
+            if not isinstance(meta, dict) or meta.get("meta_blake3") != _meta_digest(meta):
+                raise ValueError("entry header digest mismatch")
             if meta.get("format") != FORMAT or meta.get("key") != key:
                 raise ValueError("entry header does not match its key")
             if blake3.blake3(data).hexdigest() != meta["data_blake3"]:
                 raise ValueError("data digest mismatch")
             return meta, data
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             log.warning("cache entry %s is corrupt (%s): discarded, it will be recomputed", key[:16], exc)
             self._quarantine(key)
             return None
@@ -97,6 +100,10 @@ class DiskCache:
                 prefix = f"{name}/"
                 own = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
                 outputs[name] = decode(own, out_meta)
+        except UnknownValueType as exc:  # not this entry's fault: keep it for processes that know the type
+            log.warning("cache entry %s holds a value type this process does not know (%s): treated as a miss",
+                        key[:16], exc)
+            return None
         except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad entry, never a crash
             log.warning("cache entry %s cannot be decoded (%s): discarded, it will be recomputed", key[:16], exc)
             self._quarantine(key)
@@ -126,6 +133,7 @@ class DiskCache:
             "seconds": entry.seconds, "nbytes": entry.nbytes, "outputs": outputs_meta,
             "data_blake3": blake3.blake3(data).hexdigest(),
         }
+        meta["meta_blake3"] = _meta_digest(meta)
         tmp = self._tmp / f"{entry.key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir(parents=True)
@@ -140,7 +148,7 @@ class DiskCache:
                 shutil.rmtree(tmp, ignore_errors=True)  # another process stored the same key first
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            if exc.errno == errno.ENOSPC:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # no space, quota, or a file-size limit
                 raise UserError("the disk is full while writing the cache", file=str(self.root),
                                 hint="free space or pass another --cache DIR; finished work is kept") from exc
             raise UserError(f"cannot write the cache: {exc.strerror}", file=str(self.root),
@@ -175,6 +183,13 @@ class DiskCache:
         self._tmp.mkdir(parents=True, exist_ok=True)
         self._verified.clear()
         return removed
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    """Digest of an entry's JSON header (all but this field): a tampered or bit-flipped header
+    (digests, output layout) is a corrupt entry, just like a bad data file."""
+    body = {k: v for k, v in meta.items() if k != "meta_blake3"}
+    return blake3.blake3(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _write_synced(path: Path, data: bytes) -> None:
