@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,18 @@ class DiskCache:
         except OSError as exc:
             raise UserError(f"cannot write the cache directory: {exc.strerror}", file=str(self.root),
                             hint="pass a writable --cache DIR or set GRAPHFLOW_CACHE") from exc
+        self._sweep_stale_tmp()
+
+    def _sweep_stale_tmp(self, older_than_s: float = 3600.0) -> None:
+        """Remove private write folders of writers killed mid-write (a live writer renames its
+        folder away within seconds, so anything an hour old is an orphan)."""
+        now = time.time()
+        for leftover in self._tmp.iterdir():
+            try:
+                if now - leftover.stat().st_mtime > older_than_s:
+                    shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink()
+            except OSError:
+                pass
 
     def _dir(self, key: str) -> Path:
         return self.entries_dir / key[:2] / key

@@ -88,3 +88,16 @@ outputs: {{out: slow}}
     report = json.loads((out / "report.json").read_text())
     status = {n["node"]: n["status"] for n in report["nodes"]}
     assert status["c"] == "cached" and status["fast"] == "cached" and status["slow"] == "ran"
+
+
+def test_orphaned_write_folders_are_swept(tmp_path: Path) -> None:
+    DiskCache(tmp_path)
+    orphan = tmp_path / "tmp" / "deadbeef.123.abcd"
+    orphan.mkdir()
+    (orphan / "data.safetensors").write_bytes(b"half")
+    fresh = tmp_path / "tmp" / "cafe.456.ef01"
+    fresh.mkdir()
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    DiskCache(tmp_path)
+    assert not orphan.exists() and fresh.exists()
