@@ -128,13 +128,16 @@ def denoise_queries(
     a: float,
     s: float,
     chunk: int = 2048,
+    values: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Posterior-mean patches `[Q, D]` for noisy patches `[Q, D]` under the bank.
 
     `query_weights` `[Q, D]` in {0, 1} marks which entries of each query count in
-    the distance (None: all of them).
+    the distance (None: all of them). `values` `[N, D']` (default: the bank's
+    patches) are what the softmax weights average.
     """
-    out = torch.empty_like(queries)
+    values = bank.patches if values is None else values
+    out = queries.new_empty(queries.shape[0], values.shape[1])
     inv_two_var = 1.0 / (2.0 * s * s)
     patches_t = bank.patches.T  # [D, N]
     squares_t = (bank.patches * bank.patches).T if query_weights is not None else None
@@ -146,7 +149,7 @@ def denoise_queries(
         else:
             m = query_weights[start:start + chunk]
             logits = ((m * q) @ patches_t) * (2.0 * a * inv_two_var) - (m @ squares_t) * (a * a * inv_two_var)
-        out[start:start + chunk] = torch.softmax(logits, dim=1) @ bank.patches
+        out[start:start + chunk] = torch.softmax(logits, dim=1) @ values
     return out
 
 
@@ -159,44 +162,49 @@ def denoise_image(
     stride: int,
     offset: tuple[int, int] = (0, 0),
     chunk: int = 2048,
+    values: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """x̂_0 of one noisy image `[C, H, W]` under the bank, only where `mask` `[H, W]` is set.
 
     Patches on a `stride` grid shifted by `offset`; patches with no masked pixel
     are skipped, patches partly masked use the masked distance. Returns
     (x̂_0 `[C, H, W]`, coverage `[H, W]` bool: pixels some patch estimated).
+    With `values` `[N, C'*p*p]` the estimate has C' channels: the softmax average
+    of `values` instead of the bank patches (the conditional super-resolution
+    prior matches on (high, low) pairs and returns the high part).
     """
     p = bank.patch_size
     c, h, w = x_t.shape
+    out_channels = c if values is None else values.shape[1] // (p * p)
+    # Pad by a patch on every side (the padding is outside the mask, so it never counts in a
+    # distance) so that, whatever the grid offset, every masked pixel lies in some patch.
     oy, ox = offset
-    region = x_t[:, oy:, ox:]
-    region_mask = mask[oy:, ox:].to(x_t.dtype)
-    rh, rw = region.shape[-2:]
-    if rh < p or rw < p:
-        return x_t.clone(), torch.zeros(h, w, dtype=torch.bool)
-    queries = extract_patches(region[None], p, stride)[0]  # [L, C*p*p]
-    mask_cols = extract_patches(region_mask[None, None].expand(1, c, rh, rw).contiguous(), p, stride)[0]
-    coverage = mask_cols.mean(1)
+    pad_top, pad_left = p - oy, p - ox
+    padded = F.pad(x_t[None], (pad_left, p, pad_top, p))[0]
+    padded_mask = F.pad(mask[None, None].to(x_t.dtype), (pad_left, p, pad_top, p))[0, 0]
+    ph, pw = padded.shape[-2:]
+    queries = extract_patches(padded[None], p, stride)[0]  # [L, C*p*p]
+    pixel_cols = extract_patches(padded_mask[None, None], p, stride)[0]  # [L, p*p]
+    coverage = pixel_cols.mean(1)
     full = coverage > 1 - 1e-6
     partial = (coverage > 0) & ~full
-    estimates = torch.zeros_like(queries)
+    estimates = queries.new_zeros(queries.shape[0], out_channels * p * p)
     used = torch.zeros(queries.shape[0], 1, dtype=x_t.dtype)
     if full.any():
-        estimates[full] = denoise_queries(queries[full], None, bank, a, s, chunk)
+        estimates[full] = denoise_queries(queries[full], None, bank, a, s, chunk, values)
         used[full] = 1
     if partial.any():
-        estimates[partial] = denoise_queries(queries[partial], mask_cols[partial], bank, a, s, chunk)
+        estimates[partial] = denoise_queries(queries[partial], pixel_cols[partial].repeat(1, c), bank, a, s, chunk,
+                                             values)
         used[partial] = 1
     # Average overlapping estimates: fold sums, divide by how many patches cover each pixel.
-    size = (rh, rw)
-    summed = F.fold((estimates * used).T[None], size, kernel_size=p, stride=stride)[0]
-    counts = F.fold(used.expand(-1, queries.shape[1]).T[None], size, kernel_size=p, stride=stride)[0]
-    x0 = x_t.clone() / max(a, 1e-8)
-    covered = counts[0] > 0
-    region_x0 = torch.where(covered[None], summed / counts.clamp_min(1e-8), x0[:, oy:, ox:])
-    x0[:, oy:, ox:] = region_x0
-    coverage_full = torch.zeros(h, w, dtype=torch.bool)
-    coverage_full[oy:, ox:] = covered
+    summed = F.fold((estimates * used).T[None], (ph, pw), kernel_size=p, stride=stride)[0]
+    counts = F.fold(used.expand(-1, estimates.shape[1]).T[None], (ph, pw), kernel_size=p, stride=stride)[0]
+    summed = summed[:, pad_top:pad_top + h, pad_left:pad_left + w]
+    counts = counts[:, pad_top:pad_top + h, pad_left:pad_left + w]
+    coverage_full = counts[0] > 0
+    # Pixels no patch estimated (outside the mask) keep x_t / a, i.e. ε̂ = 0 there.
+    x0 = torch.where(coverage_full[None], summed / counts.clamp_min(1e-8), x_t[:out_channels] / max(a, 1e-8))
     return x0, coverage_full
 
 
@@ -274,6 +282,9 @@ class ClosedFormPrior(ScorePrior):
         banks = []
         masks = batch.masks.to(x0.dtype)
         for level, (imgs, msk) in enumerate(zip(pyramid(x0, self.levels), pyramid(masks, self.levels))):
+            if min(imgs.shape[-2:]) < self.patch_size:  # renders too small at this level: use the finer bank
+                banks.append(banks[-1] if banks else self.cond_banks[level])
+                continue
             patches = extract_patches(imgs, self.patch_size, 1).reshape(-1, imgs.shape[1] * self.patch_size**2)
             inside = extract_patches(msk, self.patch_size, 1).reshape(-1, self.patch_size**2).min(1).values > 0.99
             chosen = patches[inside]
@@ -311,7 +322,7 @@ class ClosedFormPrior(ScorePrior):
                 mb = kornia.geometry.transform.pyrdown(mb, border_type="reflect")
             s_level = s * PYRDOWN_NOISE_GAIN**level
             offset = tuple(int(v) for v in torch.randint(0, self.stride, (2,), generator=gen)) if self.stride > 1 else (0, 0)
-            x0, _ = denoise_image(xb[0], mb[0, 0] > 0.5, banks[level], a, s_level, self.stride, offset, self.chunk)
+            x0, _ = denoise_image(xb[0], mb[0, 0] > 0.01, banks[level], a, s_level, self.stride, offset, self.chunk)
             if level:
                 x0 = F.interpolate(x0[None], size=x_t.shape[-2:], mode="bilinear", align_corners=False)[0]
             out[b] = x0

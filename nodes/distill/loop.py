@@ -7,6 +7,7 @@ second occurrence raises `UserError` naming the node, the instance and the step.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ class LoopSettings:
     texture_size: int = 128
     texture_levels: int = 4
     views_per_step: int = 4
+    final_lr_fraction: float = 0.1
+    ema_decay: float = 0.9
 
 
 class NonFiniteError(RuntimeError):
@@ -62,6 +65,13 @@ def run_steps(
 ) -> list[float]:
     """Optimise `texture` in place; returns the loss per step. Raises NonFiniteError."""
     optimizer = torch.optim.Adam(texture.parameters(), lr=lr, betas=(0.9, 0.99))
+    # Cosine decay of the learning rate to `final_lr_fraction`: Adam's steps are ~lr per texel
+    # whatever the gradient's size, so a constant lr leaves a random-walk noise floor in the texture.
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: settings.final_lr_fraction + (
+        1 - settings.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(step, settings.steps) / settings.steps)))
+    # Polyak averaging of the parameters: the returned texture is their exponential moving average,
+    # which removes most of the step-to-step noise of the stochastic distillation gradient.
+    averaged = [p.detach().clone() for p in texture.parameters()]
     count = views.uv.shape[0]
     per_step = min(settings.views_per_step, count)
     losses: list[float] = []
@@ -82,11 +92,18 @@ def run_steps(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        decay.step()
         if not all(bool(torch.isfinite(p).all()) for p in texture.parameters()):
             raise NonFiniteError(step, "texture")
-        losses.append(float(loss))
+        with torch.no_grad():
+            for avg, param in zip(averaged, texture.parameters(), strict=True):
+                avg.lerp_(param, 1.0 - settings.ema_decay)
+        losses.append(float(loss.detach()))
         if on_step is not None:
-            on_step(step, float(loss))
+            on_step(step, losses[-1])
+    with torch.no_grad():
+        for avg, param in zip(averaged, texture.parameters(), strict=True):
+            param.copy_(avg)
     return losses
 
 

@@ -1,1 +1,316 @@
-"""Nodes of this stage family (filled in by its owner)."""
+"""Distillation nodes: `distill.semantic`, `distill.pixel`, `superres.anchored`.
+
+All three are mapped per instance (`map_over`): each instance is its own
+cached item, so editing one instance's reference re-runs only that instance.
+
+Guidance: `guidance_bank` (optional, the union of all references) is the
+unconditional bank for classifier-free guidance of the closed-form prior.
+When it is not connected, the unconditional score is the instance's own bank,
+so `guidance_scale` has no effect (ε_u = ε_c); it is optional precisely so
+that editing one instance's reference does not invalidate every instance.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from graphflow import Context, Keyed, Node, Resources, UserError, register
+from nodes.types import Instance, Reference, Scene, TextureMap, Views
+
+from .loop import LoopSettings, NonFiniteError, distill_texture
+from .metrics import patch_sliced_wasserstein
+from .texture_param import select_instance_views
+
+PriorName = Literal["closed_form", "stable_diffusion"]
+
+
+class DistillParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prior: PriorName = Field("closed_form", description="score prior: closed-form patch prior (CPU) or Stable Diffusion")
+    method: Literal["sds", "vsd", "tbsd"] = Field("vsd", description="distillation gradient (DESIGN.md §4)")
+    steps: int = Field(100, ge=1, le=100_000, description="optimisation steps per instance")
+    lr: float = Field(0.01, gt=0, le=10, description="Adam learning rate of the texture pyramid")
+    guidance_scale: float = Field(1.0, ge=0, le=100, description="classifier-free guidance scale")
+    t_min: float = Field(0.02, gt=0, lt=1, description="lowest noise level")
+    t_max: float = Field(0.98, gt=0, lt=1, description="highest noise level")
+    schedule: Literal["decreasing", "anneal", "random"] = Field("decreasing", description="timestep schedule")
+    texture_size: int = Field(128, ge=8, le=4096, description="atlas size in texels (square)")
+    texture_levels: int = Field(4, ge=1, le=8, description="levels of the Laplacian-pyramid texture parameters")
+    seed: int = Field(0, description="seed of noise, view and bank sampling")
+    patch_size: int = Field(5, ge=2, le=16, description="closed-form prior patch size (pixels)")
+    pyramid_levels: int = Field(3, ge=1, le=6, description="closed-form prior Gaussian-pyramid levels")
+    bank_size: int = Field(1024, ge=16, le=200_000, description="patches kept per bank level (random subset)")
+    stride: int = Field(3, ge=1, le=16, description="query patch stride of the closed-form prior (<= patch_size)")
+    views_per_step: int = Field(2, ge=1, le=256, description="views rendered per step")
+    init: Literal["mean", "tiled", "best"] = Field(
+        "best", description="starting texture when there is no init input: 'mean' (the reference's mean colour, "
+        "schedule from t_max), 'tiled' (the reference stretched once over the instance's UV island, schedule from "
+        "tiled_t_max so its layout survives), or 'best': run 'tiled', 'tiled' with patch_size + 2 and 'mean', and "
+        "keep the one whose renders are closest to the reference (patch sliced-Wasserstein; triples the cost)")
+    tiled_t_max: float = Field(0.6, gt=0, lt=1, description="highest noise level when starting from the tiled reference")
+    weights: str | None = Field(None, description="stable_diffusion: local diffusers dir or cached hub id")
+    domain: Literal["real", "synthetic"] | None = Field(None, description="stable_diffusion: domain mode, if supported")
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillParams:
+        if self.t_min > self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be <= t_max ({self.t_max})")
+        if self.stride > self.patch_size:
+            raise ValueError(f"stride ({self.stride}) must be <= patch_size ({self.patch_size})")
+        if self.texture_size < 2 ** (self.texture_levels - 1):
+            raise ValueError(f"texture_size {self.texture_size} is too small for texture_levels {self.texture_levels}")
+        if self.prior == "stable_diffusion" and not self.weights:
+            raise ValueError("prior 'stable_diffusion' needs params.weights (a local diffusers directory or hub id)")
+        return self
+
+
+def reference_images(reference: Reference, ctx: Context) -> list[torch.Tensor]:
+    """The reference's images, checked (UserError naming the instance when unusable)."""
+    images = [img.float() for img in reference.images]
+    if not images:
+        raise UserError("the reference has no images", node=ctx.node_id, item=ctx.item,
+                        hint="bind at least one image to this instance in the references file")
+    for i, img in enumerate(images):
+        if img.dim() != 3 or img.shape[0] != 3 or min(img.shape[-2:]) < 8 or not bool(torch.isfinite(img).all()):
+            raise UserError(f"reference image {i} is unusable (shape {tuple(img.shape)}, needs finite [3, H>=8, W>=8])",
+                            node=ctx.node_id, item=ctx.item, hint="replace the image file")
+    return images
+
+
+def derived_seed(ctx: Context, seed: int) -> int:
+    """A per-run seed from the node's seed param and the engine's per-item seed."""
+    return (int(ctx.seed) * 1_000_003 + int(seed)) % (2**62)
+
+
+def build_score_prior(params: DistillParams, ctx: Context, reference: Reference,
+                      guidance_bank: Keyed[Reference] | None, seed: int, finest_only: bool = False,
+                      t_max: float | None = None) -> Any:
+    if params.prior == "stable_diffusion":
+        from nodes.sd.prior import load_sd_prior
+
+        name = ctx.item or "instance"
+        refs: dict[str, Reference] = {name: reference}
+        kwargs: dict[str, Any] = {"seed": seed}
+        if params.domain is not None:
+            if "domain" not in inspect.signature(load_sd_prior).parameters:
+                raise UserError("this Stable Diffusion prior does not support domain shifting", node=ctx.node_id,
+                                param="domain", hint="remove params.domain")
+            kwargs["domain"] = params.domain
+        return load_sd_prior(params.weights or "", refs, ctx.device, **kwargs)
+    from .closed_form import ClosedFormPrior
+
+    union = None
+    if guidance_bank is not None:
+        union = [img.float() for ref in guidance_bank.values() for img in ref.images]
+    return ClosedFormPrior(
+        reference_images(reference, ctx), union, patch_size=params.patch_size, levels=params.pyramid_levels,
+        bank_size=params.bank_size, stride=params.stride, t_range=(params.t_min, t_max or params.t_max),
+        generator=torch.Generator().manual_seed(seed), finest_only=finest_only,
+    )
+
+
+def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
+                     views: Views, guidance_bank: Keyed[Reference] | None, init: TextureMap | None,
+                     stage: str) -> TextureMap:
+    from nodes.render.uv_raster import uv_island_mask
+
+    name = instance.name or (ctx.item or "")
+    images = reference_images(reference, ctx)
+    try:
+        instance_views = select_instance_views(views, name)
+    except ValueError as err:
+        raise UserError(str(err), node=ctx.node_id, item=ctx.item,
+                        hint="give views.sample more cameras (params.count) or a higher resolution") from None
+    seed = derived_seed(ctx, params.seed)
+    faces = scene.faces[instance.face_mask]
+    atlas_mask = uv_island_mask(scene.uvs, faces, params.texture_size)
+    settings = LoopSettings(
+        method=params.method, steps=params.steps, lr=params.lr, guidance_scale=params.guidance_scale,
+        t_min=params.t_min, t_max=params.t_max, schedule=params.schedule, texture_size=params.texture_size,
+        texture_levels=params.texture_levels, views_per_step=params.views_per_step,
+    )
+    fill = torch.stack([img.mean((1, 2)) for img in images]).mean(0)
+    init_image = init.image.float() if init is not None else None
+    if init_image is not None and (init_image.dim() != 3 or init_image.shape[0] != 3):
+        raise UserError(f"init texture has shape {tuple(init_image.shape)}, expected [3, H, W]",
+                        node=ctx.node_id, item=ctx.item)
+    # Candidate starts: (label, init image, t_max).
+    if init_image is not None:
+        candidates = [("input", init_image, params.t_max)]
+        if params.init == "best":
+            candidates.append((f"input_p{params.patch_size + 2}", init_image, params.t_max))
+    else:
+        from .acceptance import tiled_baseline
+
+        tiled_image = tiled_baseline(images[0], atlas_mask)
+        tiled_t_max = max(params.t_min, min(params.t_max, params.tiled_t_max))
+        tiled = ("tiled", tiled_image, tiled_t_max)
+        mean = ("mean", None, params.t_max)
+        # 'best' also tries the tiled start with patches 2 px larger (coarser structure: stripes, grids).
+        larger = (f"tiled_p{params.patch_size + 2}", tiled_image, tiled_t_max)
+        candidates = {"mean": [mean], "tiled": [tiled], "best": [tiled, larger, mean]}[params.init]
+    from .texture_param import seen_texels
+
+    seen = seen_texels(instance_views.uv, instance_views.mask, params.texture_size)
+    best: TextureMap | None = None
+    scores: dict[str, float] = {}
+    with ctx.progress(total=params.steps * len(candidates), desc=stage) as bar:
+        for label, start_image, t_max in candidates:
+            run_settings = dataclasses.replace(settings, t_max=t_max)
+            run_params = params
+            if label.startswith(("tiled_p", "input_p")):
+                run_params = params.model_copy(update={"patch_size": params.patch_size + 2,
+                                                       "stride": params.stride + 1})
+            prior = build_score_prior(run_params, ctx, reference, guidance_bank, seed,
+                                      finest_only=(stage == "pixel"), t_max=t_max)
+            texture, info = distill_texture(
+                prior, instance_views, atlas_mask, run_settings, seed, name, ctx.node_id, init=start_image,
+                fill=fill, progress=bar, info={"stage": stage, "prior": params.prior, "instance": name,
+                                               "init": label, "t_max": t_max},
+            )
+            result = texture.to_texture_map(atlas_mask, seen, info)
+            with torch.no_grad():
+                renders = texture.render(instance_views.uv, instance_views.mask).clamp(0, 1)
+            score = patch_sliced_wasserstein(renders, instance_views.mask, images, seed=0)
+            scores[label] = score
+            result.info["sw_to_reference"] = score
+            if best is None or score < best.info["sw_to_reference"]:
+                best = result
+    assert best is not None
+    if len(scores) > 1:
+        best.info["init_scores"] = scores
+    result = best
+    return result
+
+
+@register
+class DistillSemantic(Node):
+    """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
+
+    name = "distill.semantic"
+    version = 1
+    Params = DistillParams
+    map_over = ("instances", "references")
+    resources = Resources(num_cpus=2, memory_mb=1024)
+
+    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
+            guidance_bank: Keyed[Reference] | None = None) -> TextureMap:
+        return run_distillation(self.params, ctx, scene, instances, references, views, guidance_bank, None, "semantic")
+
+
+class PixelParams(DistillParams):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int = Field(40, ge=1, le=100_000, description="optimisation steps per instance")
+    lr: float = Field(0.002, gt=0, le=10, description="Adam learning rate of the texture pyramid")
+    t_min: float = Field(0.02, gt=0, lt=1, description="lowest noise level")
+    t_max: float = Field(0.3, gt=0, lt=1, description="highest noise level (low noise: detail only)")
+    pyramid_levels: int = Field(1, ge=1, le=6, description="ignored: the pixel stage uses the finest level only")
+    init: Literal["mean", "tiled", "best"] = Field(
+        "best", description="'best': also run with patch_size + 2 and keep the closer result; else one run")
+
+
+@register
+class DistillPixel(Node):
+    """Detail and sharpness at the finest scale from the semantic stage's texture (CustomTex's pixel stage)."""
+
+    name = "distill.pixel"
+    version = 1
+    Params = PixelParams
+    map_over = ("instances", "references", "init")
+    resources = Resources(num_cpus=2, memory_mb=1024)
+
+    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
+            init: TextureMap, guidance_bank: Keyed[Reference] | None = None) -> TextureMap:
+        return run_distillation(self.params, ctx, scene, instances, references, views, guidance_bank, init, "pixel")
+
+
+class SuperResParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prior: PriorName = Field("closed_form", description="super-resolution prior")
+    factor: Literal[2, 4] = Field(2, description="upscaling factor of the atlas")
+    steps: int = Field(40, ge=1, le=100_000)
+    lr: float = Field(0.01, gt=0, le=10)
+    t_min: float = Field(0.05, gt=0, lt=1)
+    t_max: float = Field(0.5, gt=0, lt=1)
+    schedule: Literal["decreasing", "anneal", "random"] = "decreasing"
+    noise_level: float = Field(0.1, ge=0, le=1, description="noise augmentation of the anchor condition")
+    crop: int = Field(64, ge=8, le=1024, description="atlas crop size per sample")
+    crops_per_step: int = Field(4, ge=1, le=64)
+    patch_size: int = Field(5, ge=2, le=16)
+    bank_size: int = Field(2048, ge=16, le=200_000)
+    stride: int = Field(2, ge=1, le=16)
+    seed: int = 0
+    weights: str | None = Field(None, description="stable_diffusion: x4 upscaler weights (local dir or hub id)")
+
+    @model_validator(mode="after")
+    def _check(self) -> SuperResParams:
+        if self.t_min > self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be <= t_max ({self.t_max})")
+        if self.stride > self.patch_size:
+            raise ValueError(f"stride ({self.stride}) must be <= patch_size ({self.patch_size})")
+        if self.prior == "stable_diffusion" and not self.weights:
+            raise ValueError("prior 'stable_diffusion' needs params.weights (the x4 upscaler directory or hub id)")
+        return self
+
+
+@register
+class SuperResAnchored(Node):
+    """×2/×4 texture refinement by SDS with a super-resolution prior anchored on the input texture."""
+
+    name = "superres.anchored"
+    version = 1
+    Params = SuperResParams
+    map_over = ("texture", "references")
+    resources = Resources(num_cpus=2, memory_mb=1024)
+
+    def run(self, ctx: Context, texture: TextureMap, references: Reference) -> TextureMap:
+        from nodes.render.uv_raster import dilate_into_empty
+
+        from .superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres, superres_info
+
+        p = self.params
+        images = reference_images(references, ctx)
+        image = texture.image.float()
+        if image.dim() != 3 or image.shape[0] != 3 or not bool(torch.isfinite(image).all()):
+            raise UserError(f"input texture is not a finite [3, H, W] image (shape {tuple(image.shape)})",
+                            node=ctx.node_id, item=ctx.item)
+        seed = derived_seed(ctx, p.seed)
+        if p.prior == "stable_diffusion":
+            from nodes.sd.upscaler import load_upscaler_prior
+
+            prior = load_upscaler_prior(p.weights or "", ctx.device)
+        else:
+            prior = ClosedFormSuperResPrior(images, p.factor, patch_size=p.patch_size, bank_size=p.bank_size,
+                                            stride=p.stride, generator=torch.Generator().manual_seed(seed))
+        settings = SuperResSettings(factor=p.factor, steps=p.steps, lr=p.lr, t_min=p.t_min, t_max=p.t_max,
+                                    schedule=p.schedule, noise_level=p.noise_level, crop=p.crop,
+                                    crops_per_step=p.crops_per_step)
+        info: dict[str, Any] = {"stage": "superres", "prior": p.prior, "factor": p.factor, "restarted": False}
+        lr = p.lr
+        with ctx.progress(total=p.steps, desc="superres") as bar:
+            for attempt in range(2):
+                try:
+                    out, out_mask, losses = anchored_superres(
+                        prior, image, texture.mask, settings, torch.Generator().manual_seed(seed),
+                        on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr)
+                    break
+                except NonFiniteError as err:
+                    if attempt == 1:
+                        raise UserError(f"the texture became NaN/inf ({err.what}) at step {err.step} again after "
+                                        f"restarting with lr={lr:g}", node=ctx.node_id, item=ctx.item, param="lr",
+                                        hint="lower params.lr") from None
+                    info.update(restarted=True, restart_step=err.step)
+                    lr /= 4
+        if bool(out_mask.any()):
+            out = dilate_into_empty(out, out_mask, iterations=out.shape[-1])
+        info.update(steps=p.steps, lr=lr, final_loss=losses[-1] if losses else None)
+        info.update(superres_info(out, image, out_mask, texture.mask.bool(), images[0], p.factor))
+        return TextureMap(image=out.contiguous(), mask=out_mask, info={**dict(texture.info), **info,
+                                                                       "input_size": int(image.shape[-1])})

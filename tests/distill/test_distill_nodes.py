@@ -1,0 +1,141 @@
+"""Distillation nodes and loops on synthetic flat quads (no rasterizer): gradients, NaN path, outputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphflow import Keyed, UserError
+from graphflow.testing import make_context
+from nodes.distill.closed_form import ClosedFormPrior
+from nodes.distill.loop import LoopSettings, distill_texture
+from nodes.distill.methods import distill_gradient, surrogate_loss
+from nodes.distill.metrics import binding_accuracy, patch_sliced_wasserstein
+from nodes.distill.nodes import DistillPixel, DistillSemantic, SuperResAnchored
+from nodes.distill.prior_api import PriorBatch
+from nodes.distill.superres import ClosedFormSuperResPrior
+from nodes.distill.synthetic import flat_quads, procedural_reference, procedural_references
+from nodes.distill.texture_param import PyramidTexture, select_instance_views
+from nodes.types import TextureMap
+
+NAMES = ("a", "b")
+FAST = {"steps": 6, "texture_size": 32, "texture_levels": 3, "bank_size": 256, "views_per_step": 2}
+
+
+@pytest.fixture(scope="module")
+def quads():
+    scene, instances, views = flat_quads(NAMES, views_per_instance=3, resolution=32)
+    refs = procedural_references(NAMES, ("stripes", "checker"), size=48)
+    return scene, instances, refs, views
+
+
+def test_pyramid_texture_reconstructs_its_init_and_gradients_reach_every_level() -> None:
+    init = procedural_reference("checker", 32)
+    tex = PyramidTexture(32, levels=3, init=init)
+    torch.testing.assert_close(tex.image(), init, atol=1e-5, rtol=1e-5)
+    _, _, views = flat_quads(["a"], 2, 24)
+    iv = select_instance_views(views, "a")
+    prior = ClosedFormPrior([init], bank_size=128, levels=2)
+    x = prior.encode(tex.render(iv.uv, iv.mask))
+    batch = PriorBatch("a", iv.mask)
+    g = distill_gradient("vsd", prior, x, 0.5, batch, torch.Generator().manual_seed(0))
+    surrogate_loss(x, g.grad, iv.mask.expand_as(x)).backward()
+    for level in tex.levels:
+        assert level.grad is not None and float(level.grad.abs().sum()) > 0
+
+
+def test_semantic_node_outputs_a_texture_map(quads) -> None:
+    scene, instances, refs, views = quads
+    out = DistillSemantic(FAST).run(make_context("semantic", item="a"), scene, instances["a"], refs["a"], views,
+                                    guidance_bank=refs)
+    assert isinstance(out, TextureMap)
+    assert out.image.shape == (3, 32, 32) and out.mask.shape == (32, 32) and out.mask.dtype == torch.bool
+    assert bool(torch.isfinite(out.image).all()) and 0 <= float(out.image.min()) <= float(out.image.max()) <= 1
+    assert out.info["restarted"] is False and out.info["steps"] == 6
+    assert out.info["sw_to_reference"] > 0
+
+
+def test_semantic_node_is_deterministic_for_a_seed(quads) -> None:
+    scene, instances, refs, views = quads
+    params = {**FAST, "method": "tbsd", "guidance_scale": 2.0, "init": "mean", "steps": 4}
+
+    def run(seed: int) -> torch.Tensor:
+        return DistillSemantic({**params, "seed": seed}).run(make_context("s", item="b"), scene, instances["b"],
+                                                             refs["b"], views, guidance_bank=refs).image
+
+    first = run(0)
+    assert torch.equal(first, run(0))
+    assert not torch.equal(first, run(1))
+
+
+def test_pixel_and_superres_nodes_chain(quads) -> None:
+    scene, instances, refs, views = quads
+    sem = DistillSemantic({**FAST, "method": "sds"}).run(make_context("s", item="a"), scene, instances["a"],
+                                                         refs["a"], views)
+    pix = DistillPixel({**FAST, "steps": 3}).run(make_context("p", item="a"), scene, instances["a"], refs["a"],
+                                                 views, sem)
+    assert pix.image.shape == sem.image.shape
+    sr = SuperResAnchored({"steps": 3, "crop": 16, "bank_size": 256}).run(make_context("sr", item="a"), pix, refs["a"])
+    assert sr.image.shape == (3, 64, 64) and sr.mask.shape == (64, 64)
+    for key in ("anchor_psnr", "anchor_l1", "detail_gain", "detail_gain_input"):
+        assert key in sr.info
+    assert sr.info["anchor_psnr"] > 15
+
+
+def test_nan_restarts_once_with_lower_lr_then_fails_naming_node_item_and_step(quads) -> None:
+    scene, instances, refs, views = quads
+    iv = select_instance_views(views, "a")
+    prior = ClosedFormPrior(list(refs["a"].images), bank_size=128)
+    settings = LoopSettings(steps=5, lr=0.04, texture_size=32, texture_levels=3, views_per_step=2)
+    mask = torch.ones(32, 32, dtype=torch.bool)
+    _, info = distill_texture(prior, iv, mask, settings, 0, "a", "semantic", poison_steps=(2, None))
+    assert info["restarted"] is True and info["restart_step"] == 2 and info["lr"] == pytest.approx(0.01)
+    with pytest.raises(UserError) as err:
+        distill_texture(prior, iv, mask, settings, 0, "a", "semantic", poison_steps=(2, 3))
+    text = str(err.value)
+    assert "semantic" in text and "'a'" in text and "step 3" in text
+
+
+def test_bad_inputs_raise_user_errors(quads) -> None:
+    scene, instances, refs, views = quads
+    from nodes.types import Reference
+
+    with pytest.raises(UserError, match="no images"):
+        DistillSemantic(FAST).run(make_context("s", item="a"), scene, instances["a"], Reference(images=()), views)
+    bad = Reference(images=(torch.full((3, 16, 16), float("nan")),))
+    with pytest.raises(UserError, match="unusable"):
+        DistillSemantic(FAST).run(make_context("s", item="a"), scene, instances["a"], bad, views)
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        DistillSemantic({"t_min": 0.9, "t_max": 0.5})
+    with pytest.raises(ValidationError):
+        DistillSemantic({"prior": "stable_diffusion"})  # needs weights
+    with pytest.raises(ValidationError):
+        DistillSemantic({"bogus": 1})
+
+
+def test_superres_prior_follows_the_condition() -> None:
+    from nodes.distill.superres import anchor_of
+
+    refs = [procedural_reference("checker", 48), procedural_reference("dots", 48)]
+    prior = ClosedFormSuperResPrior(refs, factor=2, bank_size=8192, cond_floor=0.05)
+    batch = PriorBatch("a", torch.ones(1, 1, 32, 32))
+    t = torch.tensor([0.9])  # almost pure noise: mostly the condition says what the patch is
+    x_t = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for ref, other in ((refs[0], refs[1]), (refs[1], refs[0])):
+        hi = ref[None, :, 8:40, 8:40]
+        wrong = other[None, :, 8:40, 8:40]
+        x0 = prior.decode(prior.predict_x0(x_t, t, anchor_of(hi[0], 2)[None], 0.0, batch))
+        x0_wrong = prior.decode(prior.predict_x0(x_t, t, anchor_of(wrong[0], 2)[None], 0.0, batch))
+        assert float((x0 - hi).abs().mean()) < 0.5 * float((x0_wrong - hi).abs().mean())
+
+
+def test_metrics_sliced_wasserstein_and_binding() -> None:
+    a, b = procedural_reference("stripes", 48), procedural_reference("dots", 48)
+    renders = a[None]
+    assert patch_sliced_wasserstein(renders, None, [a]) < 1e-6
+    assert patch_sliced_wasserstein(renders, None, [b]) > 0.05
+    d1 = patch_sliced_wasserstein(renders, torch.ones(1, 1, 48, 48), [b], seed=3)
+    assert d1 == patch_sliced_wasserstein(renders, torch.ones(1, 1, 48, 48), [b], seed=3)
+    assert binding_accuracy({"x": {"x": 0.1, "y": 0.2}, "y": {"x": 0.1, "y": 0.3}}) == 0.5
+    assert isinstance(Keyed({"a": 1}), Keyed)
