@@ -65,6 +65,14 @@ def surrogate_loss(x: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> t
     return 0.5 * (((x - target) ** 2) * mask).sum() / count
 
 
+def mask_like(masks: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
+    """Image-space masks `[B,1,H,W]` at the prior-space sample's resolution (latents are smaller)."""
+    m = masks.to(device=sample.device, dtype=sample.dtype)
+    if m.shape[-2:] != sample.shape[-2:]:
+        m = torch.nn.functional.interpolate(m, size=sample.shape[-2:], mode="area")
+    return m
+
+
 @dataclass
 class StepResult:
     grad: torch.Tensor  # [B, C, H, W] on the prior-space sample
@@ -74,7 +82,8 @@ class StepResult:
 def _noised(prior: ScorePrior, x: torch.Tensor, t: float, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
     tt = torch.full((x.shape[0],), float(t))
     a, s = prior.noise_coeffs(tt)
-    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    # drawn from the (CPU) generator, then moved: the same noise on every device
+    noise = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
     return tt, a.to(x), s.to(x), noise, a.to(x) * x + s.to(x) * noise
 
 
@@ -117,6 +126,6 @@ def distill_gradient(
     eps_c = prior.predict_eps(x_t2, tt2, batch, "cond")
     eps_neg = prior.predict_eps_phi(x_t2, tt2, batch)
     g2 = sds_weight(a2) * (guided_eps(eps_c, eps_neg, max(guidance_scale, 1.0)) - noise2)
-    m = batch.masks.to(x.dtype)
+    m = mask_like(batch.masks, g1)
     lam = mgda_weight(g1 * m, g2 * m)
     return StepResult(lam * g1 + (1.0 - lam) * g2, {"t": t, "t_texture": t_x, "lambda": lam})

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
+from nodes.sd.domain_shifter import DomainAdapter
 from nodes.types import Instance, Reference, Scene, TextureMap, Views
 
 from .loop import LoopSettings, NonFiniteError, distill_texture
@@ -64,8 +66,6 @@ class DistillParams(BaseModel):
             raise ValueError(f"stride ({self.stride}) must be <= patch_size ({self.patch_size})")
         if self.texture_size < 2 ** (self.texture_levels - 1):
             raise ValueError(f"texture_size {self.texture_size} is too small for texture_levels {self.texture_levels}")
-        if self.prior == "stable_diffusion" and not self.weights:
-            raise ValueError("prior 'stable_diffusion' needs params.weights (a local diffusers directory or hub id)")
         return self
 
 
@@ -87,21 +87,37 @@ def derived_seed(ctx: Context, seed: int) -> int:
     return (int(ctx.seed) * 1_000_003 + int(seed)) % (2**62)
 
 
+def with_weights(params: Any, weights: Path | None) -> Any:
+    """Params with the `weights` input port (a graph input, keyed by content) overriding `params.weights`."""
+    return params.model_copy(update={"weights": str(weights)}) if weights is not None else params
+
+
+def require_weights(params: Any, ctx: Context) -> str:
+    if not params.weights:
+        raise UserError("prior 'stable_diffusion' needs model weights", node=ctx.node_id, param="weights",
+                        hint="pass --input weights=DIR (graphs/texture_scene_sd.yaml) or set params.weights to a "
+                             "local diffusers directory")
+    return str(params.weights)
+
+
 def build_score_prior(params: DistillParams, ctx: Context, reference: Reference,
                       guidance_bank: Keyed[Reference] | None, seed: int, finest_only: bool = False,
-                      t_max: float | None = None) -> Any:
+                      t_max: float | None = None, domain_adapter: Any = None) -> Any:
     if params.prior == "stable_diffusion":
         from nodes.sd.prior import load_sd_prior
 
+        weights = require_weights(params, ctx)
         name = ctx.item or "instance"
         refs: dict[str, Reference] = {name: reference}
         kwargs: dict[str, Any] = {"seed": seed}
+        if domain_adapter is not None:
+            kwargs["domain_adapter"] = domain_adapter
         if params.domain is not None:
             if "domain" not in inspect.signature(load_sd_prior).parameters:
                 raise UserError("this Stable Diffusion prior does not support domain shifting", node=ctx.node_id,
                                 param="domain", hint="remove params.domain")
             kwargs["domain"] = params.domain
-        return load_sd_prior(params.weights or "", refs, ctx.device, **kwargs)
+        return load_sd_prior(weights, refs, ctx.device, **kwargs)
     from .closed_form import ClosedFormPrior
 
     union = None
@@ -116,7 +132,7 @@ def build_score_prior(params: DistillParams, ctx: Context, reference: Reference,
 
 def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
                      views: Views, guidance_bank: Keyed[Reference] | None, init: TextureMap | None,
-                     stage: str) -> TextureMap:
+                     stage: str, domain_adapter: Any = None) -> TextureMap:
     from nodes.render.uv_raster import uv_island_mask
 
     name = instance.name or (ctx.item or "")
@@ -167,7 +183,7 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
                 run_params = params.model_copy(update={"patch_size": params.patch_size + 2,
                                                        "stride": params.stride + 1})
             prior = build_score_prior(run_params, ctx, reference, guidance_bank, seed,
-                                      finest_only=(stage == "pixel"), t_max=t_max)
+                                      finest_only=(stage == "pixel"), t_max=t_max, domain_adapter=domain_adapter)
             texture, info = distill_texture(
                 prior, instance_views, atlas_mask, run_settings, seed, name, ctx.node_id, init=start_image,
                 fill=fill, progress=bar, info={"stage": stage, "prior": params.prior, "instance": name,
@@ -199,8 +215,10 @@ class DistillSemantic(Node):
     resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
-            guidance_bank: Keyed[Reference] | None = None) -> TextureMap:
-        return run_distillation(self.params, ctx, scene, instances, references, views, guidance_bank, None, "semantic")
+            guidance_bank: Keyed[Reference] | None = None, weights: Path | None = None,
+            domain_adapter: DomainAdapter | None = None) -> TextureMap:
+        return run_distillation(with_weights(self.params, weights), ctx, scene, instances, references, views,
+                                guidance_bank, None, "semantic", domain_adapter=domain_adapter)
 
 
 class PixelParams(DistillParams):
@@ -226,8 +244,10 @@ class DistillPixel(Node):
     resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
-            init: TextureMap, guidance_bank: Keyed[Reference] | None = None) -> TextureMap:
-        return run_distillation(self.params, ctx, scene, instances, references, views, guidance_bank, init, "pixel")
+            init: TextureMap, guidance_bank: Keyed[Reference] | None = None,
+            weights: Path | None = None) -> TextureMap:
+        return run_distillation(with_weights(self.params, weights), ctx, scene, instances, references, views,
+                                guidance_bank, init, "pixel")
 
 
 class SuperResParams(BaseModel):
@@ -255,8 +275,6 @@ class SuperResParams(BaseModel):
             raise ValueError(f"t_min ({self.t_min}) must be <= t_max ({self.t_max})")
         if self.stride > self.patch_size:
             raise ValueError(f"stride ({self.stride}) must be <= patch_size ({self.patch_size})")
-        if self.prior == "stable_diffusion" and not self.weights:
-            raise ValueError("prior 'stable_diffusion' needs params.weights (the x4 upscaler directory or hub id)")
         return self
 
 
@@ -270,12 +288,13 @@ class SuperResAnchored(Node):
     map_over = ("texture", "references")
     resources = Resources(num_cpus=2, memory_mb=1024)
 
-    def run(self, ctx: Context, texture: TextureMap, references: Reference) -> TextureMap:
+    def run(self, ctx: Context, texture: TextureMap, references: Reference,
+            weights: Path | None = None) -> TextureMap:
         from nodes.render.uv_raster import dilate_into_empty
 
         from .superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres, superres_info
 
-        p = self.params
+        p = with_weights(self.params, weights)
         images = reference_images(references, ctx)
         image = texture.image.float()
         if image.dim() != 3 or image.shape[0] != 3 or not bool(torch.isfinite(image).all()):
@@ -285,7 +304,7 @@ class SuperResAnchored(Node):
         if p.prior == "stable_diffusion":
             from nodes.sd.upscaler import load_upscaler_prior
 
-            prior = load_upscaler_prior(p.weights or "", ctx.device)
+            prior = load_upscaler_prior(require_weights(p, ctx), ctx.device)
         else:
             prior = ClosedFormSuperResPrior(images, p.factor, patch_size=p.patch_size, bank_size=p.bank_size,
                                             stride=p.stride, generator=torch.Generator().manual_seed(seed))
