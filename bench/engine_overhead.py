@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "engine"))
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+sys.setrecursionlimit(20000)  # Hamilton walks a 1,000-node chain recursively
 
 
 def our_graph(n: int, shape: str):
