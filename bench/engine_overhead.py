@@ -30,6 +30,10 @@ torch.set_num_threads(1)
 sys.setrecursionlimit(20000)  # Hamilton walks a 1,000-node chain recursively
 
 
+def factor(i: int) -> float:
+    return 1.0 + i * 1e-6
+
+
 def our_graph(n: int, shape: str):
     from toy_nodes import toys
 
@@ -39,7 +43,8 @@ def our_graph(n: int, shape: str):
     g.add("n0", "toy.const", {"value": 1.0})
     for i in range(1, n):
         src = f"n{i - 1}" if shape == "chain" else "n0"
-        g.add(f"n{i}", "toy.scale", {"factor": 1.0001}, inputs={"x": src})
+        # distinct factors: identical fan nodes would share one key (content addressing dedups them)
+        g.add(f"n{i}", "toy.scale", {"factor": factor(i)}, inputs={"x": src})
     g.outputs = {"out": g.nodes and __import__("graphflow").Link(f"n{n - 1}")} if shape == "chain" else \
         {f"o{i}": __import__("graphflow").Link(f"n{i}") for i in range(1, n)}
     return g
@@ -49,7 +54,7 @@ def hamilton_module(n: int, shape: str):
     src = ["import torch", "def n0() -> torch.Tensor:\n    return torch.full((4,), 1.0)"]
     for i in range(1, n):
         arg = f"n{i - 1}" if shape == "chain" else "n0"
-        src.append(f"def n{i}({arg}: torch.Tensor) -> torch.Tensor:\n    return {arg} * 1.0001")
+        src.append(f"def n{i}({arg}: torch.Tensor) -> torch.Tensor:\n    return {arg} * {factor(i)!r}")
     # A real file, so Hamilton can hash each function's source for its cache versions.
     folder = Path(tempfile.gettempdir()) / "graphflow_bench_hamilton"
     folder.mkdir(exist_ok=True)
@@ -69,8 +74,8 @@ def plain_loop(n: int, shape: str) -> float:
     start = time.perf_counter()
     x0 = torch.full((4,), 1.0)
     x = x0
-    for _ in range(1, n):
-        x = (x if shape == "chain" else x0) * 1.0001
+    for i in range(1, n):
+        x = (x if shape == "chain" else x0) * factor(i)
     return time.perf_counter() - start
 
 

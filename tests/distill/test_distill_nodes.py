@@ -108,8 +108,11 @@ def test_bad_inputs_raise_user_errors(quads) -> None:
 
     with pytest.raises(ValidationError):
         DistillSemantic({"t_min": 0.9, "t_max": 0.5})
-    with pytest.raises(ValidationError):
-        DistillSemantic({"prior": "stable_diffusion"})  # needs weights
+    # weights may come from the `weights` input port, so their absence is a run-time user error
+    with pytest.raises(UserError, match="needs model weights") as info:
+        DistillSemantic({**FAST, "prior": "stable_diffusion"}).run(make_context("s", item="a"), scene, instances["a"],
+                                                                   refs["a"], views)
+    assert info.value.param == "weights"
     with pytest.raises(ValidationError):
         DistillSemantic({"bogus": 1})
 
