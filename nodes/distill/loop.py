@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from graphflow import UserError
 
-from .methods import MethodName, distill_gradient, surrogate_loss
+from .methods import MethodName, distill_gradient, mask_like, surrogate_loss
 from .prior_api import PriorBatch, ScorePrior
 from .schedule import ScheduleName, timestep
 from .texture_param import InstanceViews, PyramidTexture, seen_texels
@@ -43,13 +42,6 @@ class NonFiniteError(RuntimeError):
     def __init__(self, step: int, what: str) -> None:
         super().__init__(f"non-finite {what} at step {step}")
         self.step, self.what = step, what
-
-
-def _mask_like(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The image-space mask `[B, 1, H, W]` at the prior sample's resolution, broadcast over channels."""
-    if mask.shape[-2:] != x.shape[-2:]:
-        mask = (F.interpolate(mask, size=x.shape[-2:], mode="area") > 0.5).to(x.dtype)
-    return mask.expand(-1, x.shape[1], -1, -1)
 
 
 def run_steps(
@@ -86,7 +78,7 @@ def run_steps(
         grad = result.grad
         if poison_at is not None and step == poison_at:  # test hook for the NaN path
             grad = grad * float("nan")
-        loss = surrogate_loss(x, grad, _mask_like(mask, x))
+        loss = surrogate_loss(x, grad, mask_like(mask, x))
         if not torch.isfinite(loss):
             raise NonFiniteError(step, "loss")
         optimizer.zero_grad(set_to_none=True)

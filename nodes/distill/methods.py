@@ -65,12 +65,13 @@ def surrogate_loss(x: torch.Tensor, grad: torch.Tensor, mask: torch.Tensor) -> t
     return 0.5 * (((x - target) ** 2) * mask).sum() / count
 
 
-def mask_like(masks: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
-    """Image-space masks `[B,1,H,W]` at the prior-space sample's resolution (latents are smaller)."""
-    m = masks.to(device=sample.device, dtype=sample.dtype)
-    if m.shape[-2:] != sample.shape[-2:]:
-        m = torch.nn.functional.interpolate(m, size=sample.shape[-2:], mode="area")
-    return m
+def mask_like(mask: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The image-space mask `[B, 1, H, W]` at the prior sample's resolution (latents are smaller),
+    broadcast over the sample's channels."""
+    mask = mask.to(device=x.device, dtype=x.dtype)
+    if mask.shape[-2:] != x.shape[-2:]:
+        mask = (torch.nn.functional.interpolate(mask, size=x.shape[-2:], mode="area") > 0.5).to(x.dtype)
+    return mask.expand(-1, x.shape[1], -1, -1)
 
 
 @dataclass

@@ -136,7 +136,8 @@ def anchored_superres(
 
     Raises `nodes.distill.loop.NonFiniteError` on NaN/inf.
     """
-    from .loop import NonFiniteError, _mask_like
+    from .loop import NonFiniteError
+    from .methods import mask_like
 
     f = settings.factor
     size = image.shape[-1] * f
@@ -167,7 +168,7 @@ def anchored_superres(
             if poison_at is not None and step == poison_at:
                 x0 = x0 * float("nan")
         w = sds_weight(a)
-        m = _mask_like(masks, x)
+        m = mask_like(masks, x)
         loss = 0.5 * (w * (x - x0.detach()) ** 2 * m).sum() / m[:, :1].sum().clamp_min(1.0)
         if not torch.isfinite(loss):
             raise NonFiniteError(step, "loss")
