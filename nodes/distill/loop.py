@@ -64,14 +64,15 @@ def run_steps(
     # Polyak averaging of the parameters: the returned texture is their exponential moving average,
     # which removes most of the step-to-step noise of the stochastic distillation gradient.
     averaged = [p.detach().clone() for p in texture.parameters()]
+    taps = texture.taps(views.uv, views.mask)  # the views are fixed: their texel lookups are too
     count = views.uv.shape[0]
     per_step = min(settings.views_per_step, count)
     losses: list[float] = []
     for step in range(settings.steps):
         t = timestep(settings.schedule, step, settings.steps, settings.t_min, settings.t_max, generator)
         chosen = torch.randperm(count, generator=generator)[:per_step] if per_step < count else torch.arange(count)
-        uv, mask = views.uv[chosen], views.mask[chosen]
-        x = prior.encode(texture.render(uv, mask))
+        mask = views.mask[chosen]
+        x = prior.encode(texture.render_taps(taps[chosen]))
         batch = PriorBatch(instance=instance, masks=mask)
         result = distill_gradient(settings.method, prior, x, t, batch, generator,
                                   guidance_scale=settings.guidance_scale, t_min=settings.t_min)

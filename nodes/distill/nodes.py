@@ -25,7 +25,7 @@ from nodes.types import Instance, Reference, Scene, TextureMap, Views
 
 from .loop import LoopSettings, NonFiniteError, distill_texture
 from .metrics import patch_sliced_wasserstein
-from .texture_param import select_instance_views
+from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
 
 PriorName = Literal["closed_form", "stable_diffusion"]
 
@@ -130,6 +130,13 @@ def build_score_prior(params: DistillParams, ctx: Context, reference: Reference,
     )
 
 
+def _score(texture: PyramidTexture, views: InstanceViews, images: list[torch.Tensor]) -> float:
+    """How far a candidate's renders are from the reference (patch sliced-Wasserstein, seeded)."""
+    with torch.no_grad():
+        renders = texture.render(views.uv, views.mask).clamp(0, 1)
+    return patch_sliced_wasserstein(renders, views.mask, images, seed=0)
+
+
 def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
                      views: Views, guidance_bank: Keyed[Reference] | None, init: TextureMap | None,
                      stage: str, domain_adapter: Any = None) -> TextureMap:
@@ -170,11 +177,17 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
         # 'best' also tries the tiled start with patches 2 px larger (coarser structure: stripes, grids).
         larger = (f"tiled_p{params.patch_size + 2}", tiled_image, tiled_t_max)
         candidates = {"mean": [mean], "tiled": [tiled], "best": [tiled, larger, mean]}[params.init]
-    from .texture_param import seen_texels
 
     seen = seen_texels(instance_views.uv, instance_views.mask, params.texture_size)
     best: TextureMap | None = None
     scores: dict[str, float] = {}
+    if init_image is not None and params.init == "best":
+        # A refinement stage must not return something further from the reference than what it was
+        # given: the unchanged input competes with the refined candidates under the same score.
+        kept = PyramidTexture(params.texture_size, params.texture_levels, init=init_image)
+        best = kept.to_texture_map(atlas_mask, seen, {"stage": stage, "prior": params.prior, "instance": name,
+                                                      "init": "input_kept", "steps": 0})
+        best.info["sw_to_reference"] = scores["input_kept"] = _score(kept, instance_views, images)
     with ctx.progress(total=params.steps * len(candidates), desc=stage) as bar:
         for label, start_image, t_max in candidates:
             run_settings = dataclasses.replace(settings, t_max=t_max)
@@ -190,9 +203,7 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
                                                "init": label, "t_max": t_max},
             )
             result = texture.to_texture_map(atlas_mask, seen, info)
-            with torch.no_grad():
-                renders = texture.render(instance_views.uv, instance_views.mask).clamp(0, 1)
-            score = patch_sliced_wasserstein(renders, instance_views.mask, images, seed=0)
+            score = _score(texture, instance_views, images)
             scores[label] = score
             result.info["sw_to_reference"] = score
             if best is None or score < best.info["sw_to_reference"]:
@@ -224,13 +235,14 @@ class DistillSemantic(Node):
 class PixelParams(DistillParams):
     model_config = ConfigDict(extra="forbid")
 
-    steps: int = Field(40, ge=1, le=100_000, description="optimisation steps per instance")
+    steps: int = Field(80, ge=1, le=100_000, description="optimisation steps per instance")
     lr: float = Field(0.002, gt=0, le=10, description="Adam learning rate of the texture pyramid")
     t_min: float = Field(0.02, gt=0, lt=1, description="lowest noise level")
     t_max: float = Field(0.3, gt=0, lt=1, description="highest noise level (low noise: detail only)")
     pyramid_levels: int = Field(1, ge=1, le=6, description="ignored: the pixel stage uses the finest level only")
     init: Literal["mean", "tiled", "best"] = Field(
-        "best", description="'best': also run with patch_size + 2 and keep the closer result; else one run")
+        "best", description="'best': also run with patch_size + 2 and keep whichever of the two results and the "
+        "unchanged input is closest to the reference (patch sliced-Wasserstein); else one run")
 
 
 @register

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nodes.render.ops import sample_texture_map
+from nodes.render.ops import BilinearTaps, bilinear_taps, sample_taps
 from nodes.types import TextureMap, Views
 
 
@@ -68,10 +68,20 @@ class PyramidTexture(torch.nn.Module):
         assert total is not None
         return total[0]
 
+    def taps(self, uv: torch.Tensor, mask: torch.Tensor) -> BilinearTaps:
+        """The bilinear lookups of this atlas at glTF UVs `[B, H, W, 2]`, zero where `mask` `[B, 1, H, W]` is 0.
+
+        They depend only on the views and the atlas size: build them once per run, then `render_taps` each step.
+        """
+        return bilinear_taps(uv, self.size, self.size, mask=mask[:, 0], boundary_mode="clamp")
+
+    def render_taps(self, taps: BilinearTaps) -> torch.Tensor:
+        """Renders `[B, 3, H, W]` through precomputed `taps` (zero off the mask they were built with)."""
+        return sample_taps(self.image(), taps)
+
     def render(self, uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Renders `[B, 3, H, W]` through interpolated glTF UVs `[B, H, W, 2]`, zero where `mask` `[B, 1, H, W]` is 0."""
-        sampled = sample_texture_map(self.image(), uv, boundary_mode="clamp")  # [B, H, W, 3]
-        return sampled.permute(0, 3, 1, 2) * mask
+        return self.render_taps(self.taps(uv, mask))
 
     def to_texture_map(self, atlas_mask: torch.Tensor, seen: torch.Tensor, info: dict[str, Any]) -> TextureMap:
         """The clamped atlas with unseen texels filled from their seen neighbours by UV-space dilation."""

@@ -16,7 +16,8 @@ map onto `texture` without any flip (`sample_texture_map`).
 """
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -105,6 +106,78 @@ def _sample_level(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str, boundar
     top = _texels(tex, r0, c0, boundary_mode) * (1 - fx) + _texels(tex, r0, c0 + 1, boundary_mode) * fx
     bottom = _texels(tex, r0 + 1, c0, boundary_mode) * (1 - fx) + _texels(tex, r0 + 1, c0 + 1, boundary_mode) * fx
     return top * (1 - fy) + bottom * fy
+
+
+@dataclass(frozen=True)
+class BilinearTaps:
+    """Precomputed bilinear lookups into a flattened `[H * W, C]` texture: 4 texels and weights per pixel.
+
+    Built once per set of views (`bilinear_taps`), then sampled every optimisation
+    step (`sample_taps`) without re-deriving indices; the backward pass is one
+    `index_add_`, several times cheaper than autograd through four gathers.
+    """
+
+    index: torch.Tensor  # [B, H, W, 4] long, row * W + col
+    weight: torch.Tensor  # [B, H, W, 4] float; 0 on pixels outside the mask
+
+    def __getitem__(self, selection: torch.Tensor) -> BilinearTaps:
+        """The taps of a subset of the views (`selection` indexes the batch dimension)."""
+        return BilinearTaps(self.index[selection], self.weight[selection])
+
+
+def bilinear_taps(uv: torch.Tensor, height: int, width: int, mask: torch.Tensor | None = None,
+                  boundary_mode: BoundaryMode = "clamp") -> BilinearTaps:
+    """The bilinear taps of `texture(..., filter_mode="linear")` at glTF uvs `uv [B, H, W, 2]`.
+
+    Same formula as `_sample_level` (texel centres at integer + 0.5); `mask [B, H, W]`
+    zeroes the weights of pixels that show no surface. "wrap" and "clamp" only.
+    """
+    if boundary_mode not in ("wrap", "clamp"):
+        raise ValueError(f"bilinear_taps: boundary_mode must be 'wrap' or 'clamp', got {boundary_mode!r}")
+    uv = uv.float()
+    x = uv[..., 0] * width - 0.5
+    y = uv[..., 1] * height - 0.5
+    x0, y0 = torch.floor(x), torch.floor(y)
+    fx, fy = x - x0, y - y0
+    c0, r0 = x0.long(), y0.long()
+    cols = [_wrap_or_clamp(c0, width, boundary_mode), _wrap_or_clamp(c0 + 1, width, boundary_mode)]
+    rows = [_wrap_or_clamp(r0, height, boundary_mode), _wrap_or_clamp(r0 + 1, height, boundary_mode)]
+    index = torch.stack([rows[0] * width + cols[0], rows[0] * width + cols[1],
+                         rows[1] * width + cols[0], rows[1] * width + cols[1]], dim=-1)
+    weight = torch.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], dim=-1)
+    if mask is not None:
+        weight = weight * mask.unsqueeze(-1).to(weight.dtype)
+    return BilinearTaps(index.contiguous(), weight.contiguous())
+
+
+class _SampleTaps(torch.autograd.Function):
+    # Channel-major layout ([C, texels]): index_select / index_add_ along the last dim are ~10x
+    # faster on CPU than along the rows of a [texels, C] table with C = 3.
+    @staticmethod
+    def forward(ctx: Any, planes: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index, weight)
+        ctx.texels = planes.shape[1]
+        values = planes.index_select(1, index.reshape(-1)).view(planes.shape[0], *index.shape)  # [C, B, H, W, 4]
+        return (values * weight.to(planes.dtype)).sum(-1)  # [C, B, H, W]
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
+        index, weight = ctx.saved_tensors
+        contributions = grad_out.unsqueeze(-1) * weight.to(grad_out.dtype)  # [C, B, H, W, 4]
+        grad = grad_out.new_zeros(grad_out.shape[0], ctx.texels)
+        # index_add_ on CPU accumulates in a fixed order: deterministic for a seed.
+        grad.index_add_(1, index.reshape(-1), contributions.reshape(grad_out.shape[0], -1))
+        return grad, None, None
+
+
+def sample_taps(image: torch.Tensor, taps: BilinearTaps) -> torch.Tensor:
+    """Sample a channel-first texture `image [C, H, W]` through precomputed taps -> `[B, C, H, W]`.
+
+    Equal to `sample_texture_map(image, uv, boundary_mode=...)` (permuted to channel-first,
+    times the mask the taps were built with) up to float rounding; differentiable w.r.t. `image`.
+    """
+    planes = image.reshape(image.shape[0], -1).contiguous()
+    return _SampleTaps.apply(planes, taps.index, taps.weight).permute(1, 0, 2, 3).contiguous()
 
 
 def build_mip_pyramid(tex: torch.Tensor, max_mip_level: int | None = None) -> list[torch.Tensor]:
@@ -233,7 +306,7 @@ def uv_derivatives(uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.
 
 
 __all__ = [
-    "BoundaryMode", "FilterMode", "build_mip_pyramid", "interpolate", "mip_level_from_uv_da",
-    "sample_texture_map", "texture", "uv_derivatives",
+    "BilinearTaps", "BoundaryMode", "FilterMode", "bilinear_taps", "build_mip_pyramid", "interpolate", "mip_level_from_uv_da",
+    "sample_taps", "sample_texture_map", "texture", "uv_derivatives",
 ]
 
