@@ -5,7 +5,10 @@ SheenChair's TEXCOORD_0 tiles its textures (KHR_texture_transform, scale up to
 lighting cannot be baked into it. TEXCOORD_1 is a unique atlas (the one its
 occlusion map uses), as on a scanned or lightmapped asset: the scene built
 here uses it as `uvs`, and the ground truth per atlas texel is sampled from
-the asset's own textures through TEXCOORD_0 and the texture transforms.
+the asset's own textures through TEXCOORD_0 and the texture transforms,
+mip-filtered to the texel's footprint as a bake does (the fabric's normal map
+repeats so often that a point sample per texel would be aliased noise: at a
+256² atlas one texel spans ~25 normal-map texels).
 """
 from __future__ import annotations
 
@@ -107,6 +110,11 @@ def _load_image(gltf: pygltflib.GLTF2, texture_index: int) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1).contiguous()
 
 
+def _texture_scale(tex_info: object) -> torch.Tensor:
+    ext = (getattr(tex_info, "extensions", None) or {}).get("KHR_texture_transform", {})
+    return torch.tensor(ext.get("scale", [1.0, 1.0]), dtype=torch.float32)
+
+
 def _transform_uv(uv: torch.Tensor, tex_info: object) -> torch.Tensor:
     ext = (getattr(tex_info, "extensions", None) or {}).get("KHR_texture_transform", {})
     offset = ext.get("offset", [0.0, 0.0])
@@ -118,12 +126,48 @@ def _transform_uv(uv: torch.Tensor, tex_info: object) -> torch.Tensor:
     return torch.stack([c * u - s * v + offset[0], s * u + c * v + offset[1]], dim=1)
 
 
-def _sample(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """Bilinear REPEAT sampling of `[C, H, W]` at glTF uvs `[N, 2]` -> `[N, C]`."""
+def _uv0_per_atlas_uv(chair: ChairData) -> torch.Tensor:
+    """`[F, 2, 2]`: per face, d(TEXCOORD_0)/d(atlas uv) (both are affine over a triangle)."""
+    faces = chair.scene.faces
+    uv0, uv1 = chair.uv0[faces], chair.scene.uvs[faces]
+    d0 = torch.stack([uv0[:, 1] - uv0[:, 0], uv0[:, 2] - uv0[:, 0]], dim=-1)
+    d1 = torch.stack([uv1[:, 1] - uv1[:, 0], uv1[:, 2] - uv1[:, 0]], dim=-1)
+    ok = torch.linalg.det(d1).abs() > 1e-12
+    inverse = torch.zeros_like(d1)
+    inverse[ok] = torch.linalg.inv(d1[ok])
+    return d0 @ inverse
+
+
+def _sample(image: torch.Tensor, uv: torch.Tensor, lod: torch.Tensor) -> torch.Tensor:
+    """Trilinear (mip-mapped) REPEAT sampling of `[C, H, W]` at glTF uvs `[N, 2]` and levels `[N]` -> `[N, C]`.
+
+    A bake writes into each atlas texel the average over the texel's footprint on the surface; point
+    samples of a texture much finer than the atlas would be aliased noise, not that average.
+    """
+    levels = [image]
+    while min(levels[-1].shape[-2:]) > 1:
+        levels.append(F.avg_pool2d(levels[-1][None], 2)[0])
+    lod = lod.clamp(0, len(levels) - 1)
+    low = lod.floor().long()
+    frac = (lod - low)[:, None]
     wrapped = uv - torch.floor(uv)
     grid = (wrapped * 2.0 - 1.0)[None, None]  # x = u, y = v (row 0 at the top)
-    out = F.grid_sample(image[None], grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return out[0, :, 0].T
+    out = torch.zeros(uv.shape[0], image.shape[0])
+    for level, level_image in enumerate(levels):
+        weight = torch.where(low[:, None] == level, 1 - frac, 0.0) + torch.where(low[:, None] + 1 == level, frac, 0.0)
+        if bool((weight > 0).any()):
+            sampled = F.grid_sample(level_image[None], grid, mode="bilinear", padding_mode="border",
+                                    align_corners=False)[0, :, 0].T
+            out = out + weight * sampled
+    return out
+
+
+def _footprint_lod(jacobian: torch.Tensor, tex_info: object, image: torch.Tensor, atlas_size: int) -> torch.Tensor:
+    """Mip level `[N]` whose texels match one atlas texel's footprint in `image` (the larger axis)."""
+    scaled = jacobian * _texture_scale(tex_info)[None, :, None] / atlas_size  # [N, 2 (uv0), 2 (atlas axis)]
+    texels = torch.tensor([image.shape[-1], image.shape[-2]], dtype=torch.float32)[None, :, None]
+    footprint = (scaled * texels).norm(dim=1).max(dim=1).values
+    return torch.log2(footprint.clamp_min(1e-6))
 
 
 @dataclass
@@ -135,29 +179,32 @@ class GroundTruth:
 
 
 def ground_truth(chair: ChairData, geometry: TexelGeometry) -> GroundTruth:
-    """The chair's own material sampled at the texels of `geometry` (one instance)."""
+    """The chair's own material at the texels of `geometry` (one instance), filtered to the texel footprints."""
     gltf = chair.gltf
     verts = chair.scene.faces[geometry.face]
     bary = geometry.barycentric[..., None]
     uv0 = (chair.uv0[verts] * bary).sum(1)
+    jacobian = _uv0_per_atlas_uv(chair)[geometry.face]
+    atlas_size = geometry.size[1]
     part = int(chair.scene.face_part[geometry.face[0]])
     material = gltf.materials[chair.scene.part_info[part]["material_index"]]
     pbr = material.pbrMetallicRoughness
     count = uv0.shape[0]
+
+    def sample(tex_info: object, image: torch.Tensor) -> torch.Tensor:
+        return _sample(image, _transform_uv(uv0, tex_info), _footprint_lod(jacobian, tex_info, image, atlas_size))
+
     albedo = torch.tensor(pbr.baseColorFactor[:3]).expand(count, 3).clone()
     if pbr.baseColorTexture is not None:
-        tex = srgb_to_linear(_load_image(gltf, pbr.baseColorTexture.index))
-        albedo = albedo * _sample(tex, _transform_uv(uv0, pbr.baseColorTexture))
+        albedo = albedo * sample(pbr.baseColorTexture, srgb_to_linear(_load_image(gltf, pbr.baseColorTexture.index)))
     roughness = torch.full((count, 1), float(pbr.roughnessFactor if pbr.roughnessFactor is not None else 1.0))
     metallic = torch.full((count, 1), float(pbr.metallicFactor if pbr.metallicFactor is not None else 1.0))
     if pbr.metallicRoughnessTexture is not None:
-        mr = _sample(_load_image(gltf, pbr.metallicRoughnessTexture.index),
-                     _transform_uv(uv0, pbr.metallicRoughnessTexture))
+        mr = sample(pbr.metallicRoughnessTexture, _load_image(gltf, pbr.metallicRoughnessTexture.index))
         roughness, metallic = roughness * mr[:, 1:2], metallic * mr[:, 2:3]
     normal = geometry.normal
     if material.normalTexture is not None:
-        nt = _sample(_load_image(gltf, material.normalTexture.index), _transform_uv(uv0, material.normalTexture))
-        nt = nt * 2.0 - 1.0
+        nt = sample(material.normalTexture, _load_image(gltf, material.normalTexture.index) * 2.0 - 1.0)
         scale = material.normalTexture.scale or 1.0
         nt = torch.nn.functional.normalize(nt * torch.tensor([scale, scale, 1.0]), dim=-1)
         t4 = chair.tangents0[verts]

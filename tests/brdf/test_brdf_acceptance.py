@@ -1,8 +1,8 @@
 """Acceptance on SheenChair: bake its own PBR maps under a known light, decompose, compare.
 
 The chair's TEXCOORD_0 tiles its textures, so the bake lives on its unique
-TEXCOORD_1 atlas (see chair_fixture). Ground truth and appearance are point
-samples at the atlas texels; the appearance is `render_baked` of the true
+TEXCOORD_1 atlas (see chair_fixture). Ground truth and appearance are the
+maps filtered to each atlas texel's footprint; the appearance is `render_baked` of the true
 maps under `DEFAULT_LIGHT` with a 256-ray AO. The decomposition runs through
 the `brdf.decompose` node with its default params (its own AO, light fit).
 Baseline: albedo = appearance, roughness 0.5, metallic 0, flat normal.
@@ -26,7 +26,6 @@ from nodes.types import Reference, TextureMap
 from chair_fixture import CHAIR, PART_CLASSES, ground_truth, instance_geometry, load_chair
 
 SIZE = 256
-NORMAL_TOLERANCE_DEG = 1.0  # see test docstring: the chair's normal detail is finer than a texel
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,13 +38,13 @@ def _texels(image: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def test_sheenchair_decomposition_beats_the_trivial_baseline(tmp_path) -> None:
-    """Every measure beats the baseline, except normals, which must stay within 1° of flat.
+    """Every measure beats the baseline (or equals it where the baseline is exact).
 
-    SheenChair's fabric normal map repeats ~8x across TEXCOORD_0 (scale 2 on top of UVs spanning 4
-    units): at a 256² unique atlas each texel spans tens of normal-map texels, so the point-sampled
-    detail is aliased noise; the luminance carries no recoverable relief (correlation ~0.03 between
-    high-frequency shading and the true tilt). Smooth classes (wood, metal, paper) get exactly flat
-    normals by their class relief of 0.
+    Normals: the fabric's detail normals come from the baked sun's shading (shape from shading
+    along the light's tangent direction; the component across it is invisible under one light),
+    so the gain over flat is real but modest: the printed correlation is that of our tilt along
+    the light with the true one. Smooth classes (wood, metal, paper) have no normal map and get
+    exactly flat normals by their class relief of 0.
     """
     torch.set_num_threads(2)
     chair = load_chair()
@@ -80,6 +79,14 @@ def test_sheenchair_decomposition_beats_the_trivial_baseline(tmp_path) -> None:
             "normal": (metrics.mean_angular_error_deg(geometry.normal, truth.normal_world),
                        metrics.mean_angular_error_deg(normal, truth.normal_world)),
         })
+        if rows[-1]["normal"][0] >= 1e-3:  # the part has a normal map
+            light_t = torch.stack([(geometry.tangent * DEFAULT_LIGHT.sun_dir).sum(-1),
+                                   (geometry.bitangent * DEFAULT_LIGHT.sun_dir).sum(-1)], dim=-1)
+            ours_along = ((normal - geometry.normal) * DEFAULT_LIGHT.sun_dir).sum(-1)
+            true_along = ((truth.normal_world - geometry.normal) * DEFAULT_LIGHT.sun_dir).sum(-1)
+            lit = light_t.norm(dim=-1) > 0.3
+            corr = float(torch.corrcoef(torch.stack([ours_along[lit], true_along[lit]]))[0, 1])
+            print(f"{name}: correlation of our n·l change with the true one (texels with a tangential sun): {corr:.3f}")
         n_dot_l = (geometry.normal * DEFAULT_LIGHT.sun_dir).sum(-1).clamp_min(0.0)
         correlations.append({
             "part": rows[-1]["part"], "texels": geometry.index.numel(),
@@ -111,7 +118,11 @@ def test_sheenchair_decomposition_beats_the_trivial_baseline(tmp_path) -> None:
                 assert ours == 0.0, (row["part"], measure, ours)
             else:
                 assert ours < baseline, (row["part"], measure, baseline, ours)
-        assert row["normal"][1] <= row["normal"][0] + NORMAL_TOLERANCE_DEG, row
+        baseline, ours = row["normal"]
+        if baseline < 1e-3:  # no normal map: flat is exact (up to float rounding in acos)
+            assert ours < 1e-3, row
+        else:
+            assert ours < baseline, row
     assert after["n_dot_l"] < before["n_dot_l"] and after["ao"] < before["ao"], (before, after)
 
     # The factorized asset: opens in pygltflib and trimesh, passes the validator.

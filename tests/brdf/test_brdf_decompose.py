@@ -10,7 +10,15 @@ import torch
 from graphflow import Keyed, UserError
 from graphflow.testing import make_context
 from nodes.brdf import metrics
-from nodes.brdf.decompose import BakedLighting, decompose_texture, estimate_baked_lighting, height_normals, luminance
+from nodes.brdf.decompose import (
+    BakedLighting,
+    decompose_texture,
+    estimate_baked_lighting,
+    height_normals,
+    luminance,
+    render_baked,
+    shading_tilt,
+)
 from nodes.brdf.materials import MATERIAL_PRIORS, material_prior
 from nodes.brdf.nodes import ClassReferences, Decompose, TextureFromScene
 from nodes.brdf.synthetic import DEFAULT_LIGHT, bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
@@ -95,6 +103,38 @@ def test_height_normals_follow_the_luminance_slope() -> None:
     assert float(normal[1, 11:13, 16].mean()) > 0.05 and float(normal[1, 19:21, 16].mean()) < -0.05
     flat = height_normals(torch.full((32, 32), 0.4), mask, strength=1.0)
     assert torch.allclose(flat, torch.tensor([0.0, 0.0, 1.0]).reshape(3, 1, 1).expand(3, 32, 32), atol=1e-5)
+
+
+def test_shading_tilt_recovers_bumps_along_the_sun() -> None:
+    """Shape from shading: a bumpy floor baked under the sun; the tilt along the sun comes back."""
+    scene, instances = sphere_on_floor(rings=8, segments=16)
+    geometry = instance_geometry(scene, instances["floor"], 96)
+    # Detail normals: a sinusoidal washboard across the floor's atlas u (tangent) axis.
+    verts = scene.faces[geometry.face]
+    uv = (scene.uvs[verts] * geometry.barycentric[..., None]).sum(1)
+    slope = 0.15 * torch.sin(2 * math.pi * 12 * uv[:, 0])
+    detail = torch.nn.functional.normalize(geometry.normal + slope[:, None] * geometry.tangent, dim=-1)
+    occlusion = torch.ones(geometry.index.numel())  # no occluder: the test is about the sun's shading
+    albedo = torch.full((geometry.index.numel(), 3), 0.5)
+    appearance = render_baked(albedo, torch.full_like(albedo[:, :1], 0.9), torch.zeros_like(albedo[:, :1]), detail,
+                              geometry.normal, occlusion, DEFAULT_LIGHT, 64, torch.Generator().manual_seed(0))
+    image = torch.zeros(3, 96 * 96)
+    image[:, geometry.index] = appearance.T
+    lum_image = luminance(image.reshape(3, 96, 96), dim=0)
+    lighting = DEFAULT_LIGHT  # a flat floor cannot tell the sun from the sky: give the bake's light
+    tilt = shading_tilt(lum_image, geometry, occlusion, lighting)
+    light_t = torch.stack([(geometry.tangent * lighting.sun_dir).sum(-1),
+                           (geometry.bitangent * lighting.sun_dir).sum(-1)], dim=-1)
+    ours_along = (tilt * light_t).sum(-1)
+    true_along = slope * light_t[:, 0]
+    used = ours_along != 0
+    assert float(used.float().mean()) > 0.5
+    assert float(torch.corrcoef(torch.stack([ours_along[used], true_along[used]]))[0, 1]) > 0.8
+    # Across the sun's tangent direction nothing is observable: the tilt is exactly along it.
+    across = tilt[:, 0] * light_t[:, 1] - tilt[:, 1] * light_t[:, 0]
+    assert float(across.abs().max()) < 1e-6
+    no_sun = BakedLighting(1.0, lighting.sun_dir, 0.0)
+    assert float(shading_tilt(lum_image, geometry, occlusion, no_sun).abs().max()) == 0.0
 
 
 def _node_inputs(baked: dict) -> dict:
