@@ -81,6 +81,10 @@ MATERIAL_LR_FACTOR = 0.2  # roughness/metallic move slower than albedo: the loss
 NORMAL_SCALE = 0.1  # slope per unit of high-passed log luminance at normal_strength 1, relief 1
 SHADING_SIGMA = 2.0  # texels: the high-pass scale of shape from shading
 SHADING_SHRINK = 0.5  # shading tilts are shrunk by this much (see `shading_tilt`)
+# R² of the light fit below which detail normals are all height field, above which all shape from
+# shading. Measured: SheenChair baked under a sun 0.94 (fabric); distilled demo-room textures 0-0.29
+# (a few large faces of different colours can correlate with their normals by chance).
+SHADING_EXPLAINED = (0.4, 0.8)
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,8 @@ def detail_normals(lum_image: torch.Tensor, geometry: TexelGeometry, occlusion: 
     """
     mask = geometry.mask
     height_ts = height_normals(lum_image, mask, strength * NORMAL_SCALE)
-    share = float(min(1.0, max(0.0, (lighting.explained - 0.1) / 0.4)))
+    low, high = SHADING_EXPLAINED
+    share = float(min(1.0, max(0.0, (lighting.explained - low) / (high - low))))
     if share <= 0.0 or strength <= 0.0:
         return height_ts
     height_tilt = height_ts[:2] / height_ts[2:3]  # [2, H, W]
