@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -44,6 +44,74 @@ class NonFiniteError(RuntimeError):
         self.step, self.what = step, what
 
 
+class AveragedAdam:
+    """Adam on a texture's parameters, NaN/inf checks, and a Polyak (EMA) average of the parameters.
+
+    Shared by the distillation loop and the super-resolution loop. The texture handed back by
+    `finish` is the exponential moving average of the iterates, which removes most of the
+    step-to-step noise of a stochastic distillation gradient. With `steps`, the learning rate
+    decays along a cosine to `final_lr_fraction`: Adam moves every texel by ~lr per step whatever
+    the gradient's size, so a constant lr would leave a random-walk noise floor in the texture.
+    """
+
+    def __init__(self, texture: torch.nn.Module, lr: float, ema_decay: float, steps: int | None = None,
+                 final_lr_fraction: float = 1.0) -> None:
+        self.parameters = list(texture.parameters())
+        self.optimizer = torch.optim.Adam(self.parameters, lr=lr, betas=(0.9, 0.99))
+        self.decay = None
+        if steps is not None:
+            self.decay = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: final_lr_fraction + (
+                1 - final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+        self.ema_decay = ema_decay
+        self.averaged = [p.detach().clone() for p in self.parameters]
+
+    def step(self, step: int, loss: torch.Tensor) -> float:
+        """Backward + one update; raises NonFiniteError naming the step. Returns the loss."""
+        if not torch.isfinite(loss):
+            raise NonFiniteError(step, "loss")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        if self.decay is not None:
+            self.decay.step()
+        if not all(bool(torch.isfinite(p).all()) for p in self.parameters):
+            raise NonFiniteError(step, "texture")
+        with torch.no_grad():
+            for avg, param in zip(self.averaged, self.parameters, strict=True):
+                avg.lerp_(param, 1.0 - self.ema_decay)
+        return float(loss.detach())
+
+    def finish(self) -> None:
+        """Replace the parameters by their average."""
+        with torch.no_grad():
+            for avg, param in zip(self.averaged, self.parameters, strict=True):
+                param.copy_(avg)
+
+
+Attempt = TypeVar("Attempt")
+
+
+def with_one_restart(attempt: Callable[[float, int], Attempt], lr: float, *, node_id: str, item: str | None,
+                     what: str, info: dict[str, Any],
+                     hint: str = "lower params.lr or params.guidance_scale") -> tuple[Attempt, float]:
+    """`attempt(lr, index)`; on NaN/inf retry once with lr/4 (recorded in `info`), then a UserError.
+
+    Returns the result and the learning rate that produced it.
+    """
+    for index in range(2):
+        try:
+            return attempt(lr, index), lr
+        except NonFiniteError as err:
+            if index == 1:
+                raise UserError(
+                    f"{what} became NaN/inf ({err.what}) at step {err.step} again after restarting with lr={lr:g}",
+                    node=node_id, item=item, param="lr", hint=hint,
+                ) from None
+            info.update(restarted=True, restart_step=err.step, restart_reason=f"non-finite {err.what}")
+            lr = lr / 4
+    raise AssertionError("unreachable")
+
+
 def run_steps(
     prior: ScorePrior,
     texture: PyramidTexture,
@@ -56,14 +124,7 @@ def run_steps(
     poison_at: int | None = None,
 ) -> list[float]:
     """Optimise `texture` in place; returns the loss per step. Raises NonFiniteError."""
-    optimizer = torch.optim.Adam(texture.parameters(), lr=lr, betas=(0.9, 0.99))
-    # Cosine decay of the learning rate to `final_lr_fraction`: Adam's steps are ~lr per texel
-    # whatever the gradient's size, so a constant lr leaves a random-walk noise floor in the texture.
-    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: settings.final_lr_fraction + (
-        1 - settings.final_lr_fraction) * 0.5 * (1 + math.cos(math.pi * min(step, settings.steps) / settings.steps)))
-    # Polyak averaging of the parameters: the returned texture is their exponential moving average,
-    # which removes most of the step-to-step noise of the stochastic distillation gradient.
-    averaged = [p.detach().clone() for p in texture.parameters()]
+    optimizer = AveragedAdam(texture, lr, settings.ema_decay, settings.steps, settings.final_lr_fraction)
     taps = texture.taps(views.uv, views.mask)  # the views are fixed: their texel lookups are too
     count = views.uv.shape[0]
     per_step = min(settings.views_per_step, count)
@@ -79,24 +140,10 @@ def run_steps(
         grad = result.grad
         if poison_at is not None and step == poison_at:  # test hook for the NaN path
             grad = grad * float("nan")
-        loss = surrogate_loss(x, grad, mask_like(mask, x))
-        if not torch.isfinite(loss):
-            raise NonFiniteError(step, "loss")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        decay.step()
-        if not all(bool(torch.isfinite(p).all()) for p in texture.parameters()):
-            raise NonFiniteError(step, "texture")
-        with torch.no_grad():
-            for avg, param in zip(averaged, texture.parameters(), strict=True):
-                avg.lerp_(param, 1.0 - settings.ema_decay)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer.step(step, surrogate_loss(x, grad, mask_like(mask, x))))
         if on_step is not None:
             on_step(step, losses[-1])
-    with torch.no_grad():
-        for avg, param in zip(averaged, texture.parameters(), strict=True):
-            param.copy_(avg)
+    optimizer.finish()
     return losses
 
 
@@ -116,8 +163,10 @@ def distill_texture(
 ) -> tuple[PyramidTexture, dict[str, Any]]:
     """Run the loop (restarting once with lr/4 on NaN/inf); returns the texture and its info."""
     info = dict(info or {})
-    lr = settings.lr
-    for attempt in range(2):
+
+    def attempt(lr: float, index: int) -> tuple[PyramidTexture, list[float]]:
+        if index and progress is not None:
+            progress.n = 0
         generator = torch.Generator().manual_seed(generator_seed)
         texture = PyramidTexture(settings.texture_size, settings.texture_levels, init=init, fill=fill)
 
@@ -125,26 +174,15 @@ def distill_texture(
             if progress is not None:
                 progress.update(1, loss=f"{loss:.4g}")
 
-        try:
-            losses = run_steps(prior, texture, views, settings, lr, generator, instance, on_step,
-                               poison_at=poison_steps[attempt])
-        except NonFiniteError as err:
-            if attempt == 1:
-                raise UserError(
-                    f"the texture of instance '{instance}' became NaN/inf ({err.what}) at step {err.step} "
-                    f"again after restarting with lr={lr:g}",
-                    node=node_id, item=instance, param="lr",
-                    hint="lower params.lr or params.guidance_scale",
-                ) from None
-            info.update(restarted=True, restart_step=err.step, restart_reason=f"non-finite {err.what}")
-            lr = lr / 4
-            if progress is not None:
-                progress.n = 0
-            continue
-        info.setdefault("restarted", False)
-        info.update(steps=settings.steps, lr=lr, method=settings.method, schedule=settings.schedule,
-                    final_loss=losses[-1] if losses else None,
-                    loss_first=losses[0] if losses else None)
-        info["seen_fraction"] = float(seen_texels(views.uv, views.mask, settings.texture_size).float().mean())
-        return texture, info
-    raise AssertionError("unreachable")
+        losses = run_steps(prior, texture, views, settings, lr, generator, instance, on_step,
+                           poison_at=poison_steps[index])
+        return texture, losses
+
+    (texture, losses), lr = with_one_restart(attempt, settings.lr, node_id=node_id, item=instance,
+                                             what=f"the texture of instance '{instance}'", info=info)
+    info.setdefault("restarted", False)
+    info.update(steps=settings.steps, lr=lr, method=settings.method, schedule=settings.schedule,
+                final_loss=losses[-1] if losses else None,
+                loss_first=losses[0] if losses else None)
+    info["seen_fraction"] = float(seen_texels(views.uv, views.mask, settings.texture_size).float().mean())
+    return texture, info

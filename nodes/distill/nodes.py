@@ -23,7 +23,7 @@ from graphflow import Context, Keyed, Node, Resources, UserError, register
 from nodes.sd.domain_shifter import DomainAdapter
 from nodes.types import Instance, Reference, Scene, TextureMap, Views
 
-from .loop import LoopSettings, NonFiniteError, distill_texture
+from .loop import LoopSettings, distill_texture, with_one_restart
 from .metrics import patch_sliced_wasserstein
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
 
@@ -324,21 +324,13 @@ class SuperResAnchored(Node):
                                     schedule=p.schedule, noise_level=p.noise_level, crop=p.crop,
                                     crops_per_step=p.crops_per_step)
         info: dict[str, Any] = {"stage": "superres", "prior": p.prior, "factor": p.factor, "restarted": False}
-        lr = p.lr
         with ctx.progress(total=p.steps, desc="superres") as bar:
-            for attempt in range(2):
-                try:
-                    out, out_mask, losses = anchored_superres(
-                        prior, image, texture.mask, settings, torch.Generator().manual_seed(seed),
-                        on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr)
-                    break
-                except NonFiniteError as err:
-                    if attempt == 1:
-                        raise UserError(f"the texture became NaN/inf ({err.what}) at step {err.step} again after "
-                                        f"restarting with lr={lr:g}", node=ctx.node_id, item=ctx.item, param="lr",
-                                        hint="lower params.lr") from None
-                    info.update(restarted=True, restart_step=err.step)
-                    lr /= 4
+            def attempt(lr: float, index: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+                return anchored_superres(prior, image, texture.mask, settings, torch.Generator().manual_seed(seed),
+                                         on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr)
+
+            (out, out_mask, losses), lr = with_one_restart(attempt, p.lr, node_id=ctx.node_id, item=ctx.item,
+                                                           what="the texture", info=info, hint="lower params.lr")
         if bool(out_mask.any()):
             out = dilate_into_empty(out, out_mask, iterations=out.shape[-1])
         info.update(steps=p.steps, lr=lr, final_loss=losses[-1] if losses else None)

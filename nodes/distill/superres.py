@@ -134,9 +134,9 @@ def anchored_superres(
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Optimise the ×factor atlas; returns (image `[3, fH, fW]`, mask `[fH, fW]`, losses).
 
-    Raises `nodes.distill.loop.NonFiniteError` on NaN/inf.
+    Raises `nodes.distill.loop.NonFiniteError` on NaN/inf (`AveragedAdam.step`).
     """
-    from .loop import NonFiniteError
+    from .loop import AveragedAdam
     from .methods import mask_like
 
     f = settings.factor
@@ -147,10 +147,9 @@ def anchored_superres(
     with torch.no_grad():
         anchor = anchor_of(texture.image(), f)  # x_cond = up(down(g(θ0))), frozen
     crop = min(settings.crop, size)
-    optimizer = torch.optim.Adam(texture.parameters(), lr=lr or settings.lr, betas=(0.9, 0.99))
+    # Same noise control as the distillation loop (Polyak average of the parameters), constant lr.
+    optimizer = AveragedAdam(texture, lr or settings.lr, settings.ema_decay)
     losses: list[float] = []
-    # Same noise control as the distillation loop: Polyak average of the parameters is the output.
-    averaged = [p.detach().clone() for p in texture.parameters()]
     region = hi_mask if bool(hi_mask.any()) else torch.ones_like(hi_mask)
     for step in range(settings.steps):
         t = timestep(settings.schedule, step, settings.steps, settings.t_min, settings.t_max, generator)
@@ -170,22 +169,11 @@ def anchored_superres(
         w = sds_weight(a)
         m = mask_like(masks, x)
         loss = 0.5 * (w * (x - x0.detach()) ** 2 * m).sum() / m[:, :1].sum().clamp_min(1.0)
-        if not torch.isfinite(loss):
-            raise NonFiniteError(step, "loss")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if not all(bool(torch.isfinite(p).all()) for p in texture.parameters()):
-            raise NonFiniteError(step, "texture")
-        with torch.no_grad():
-            for avg, param in zip(averaged, texture.parameters(), strict=True):
-                avg.lerp_(param, 1.0 - settings.ema_decay)
-        losses.append(float(loss.detach()))
+        losses.append(optimizer.step(step, loss))
         if on_step is not None:
             on_step(step, losses[-1])
+    optimizer.finish()
     with torch.no_grad():
-        for avg, param in zip(averaged, texture.parameters(), strict=True):
-            param.copy_(avg)
         out = texture.image().clamp(0, 1)
     return out, hi_mask, losses
 

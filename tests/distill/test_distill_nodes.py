@@ -7,12 +7,12 @@ import torch
 from graphflow import Keyed, UserError
 from graphflow.testing import make_context
 from nodes.distill.closed_form import ClosedFormPrior
-from nodes.distill.loop import LoopSettings, distill_texture
+from nodes.distill.loop import LoopSettings, distill_texture, with_one_restart
 from nodes.distill.methods import distill_gradient, surrogate_loss
 from nodes.distill.metrics import binding_accuracy, patch_sliced_wasserstein
 from nodes.distill.nodes import DistillPixel, DistillSemantic, SuperResAnchored
 from nodes.distill.prior_api import PriorBatch
-from nodes.distill.superres import ClosedFormSuperResPrior
+from nodes.distill.superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres
 from nodes.distill.synthetic import flat_quads, procedural_reference, procedural_references
 from nodes.distill.texture_param import PyramidTexture, select_instance_views
 from nodes.types import TextureMap
@@ -93,6 +93,31 @@ def test_nan_restarts_once_with_lower_lr_then_fails_naming_node_item_and_step(qu
         distill_texture(prior, iv, mask, settings, 0, "a", "semantic", poison_steps=(2, 3))
     text = str(err.value)
     assert "semantic" in text and "'a'" in text and "step 3" in text
+
+
+def test_superres_nan_restarts_once_then_fails_naming_node_and_step() -> None:
+    """The super-resolution loop shares the restart rule (`with_one_restart`) with distillation."""
+    image = procedural_reference("stripes", 32, seed=0)
+    mask = torch.ones(32, 32, dtype=torch.bool)
+    prior = ClosedFormSuperResPrior([procedural_reference("stripes", 64, seed=1)], 2, bank_size=128)
+    settings = SuperResSettings(steps=4, crop=16, crops_per_step=2)
+    poison = iter([1, None])
+
+    def attempt(lr: float, index: int):
+        return anchored_superres(prior, image, mask, settings, torch.Generator().manual_seed(0), lr=lr,
+                                 poison_at=next(poison))
+
+    info: dict = {}
+    (out, out_mask, losses), lr = with_one_restart(attempt, 0.02, node_id="superres", item="sofa",
+                                                   what="the texture", info=info, hint="lower params.lr")
+    assert info["restarted"] is True and info["restart_step"] == 1 and lr == pytest.approx(0.005)
+    assert out.shape == (3, 64, 64) and bool(torch.isfinite(out).all()) and len(losses) == 4
+    with pytest.raises(UserError) as err:
+        with_one_restart(lambda lr, index: anchored_superres(prior, image, mask, settings, torch.Generator(),
+                                                             lr=lr, poison_at=2),
+                         0.02, node_id="superres", item="sofa", what="the texture", info={}, hint="lower params.lr")
+    text = str(err.value)
+    assert "superres" in text and "sofa" in text and "step 2" in text and "lower params.lr" in text
 
 
 def test_bad_inputs_raise_user_errors(quads) -> None:
