@@ -65,6 +65,8 @@ def patch_sliced_wasserstein(
     terms: list[float] = []
     for level in range(levels):
         if level:
+            if min(imgs.shape[-2:]) < 2 or any(min(r.shape[-2:]) < 2 for r in refs):
+                break  # nothing left to pool: coarser levels would be empty
             imgs = F.avg_pool2d(imgs, 2)
             msk = F.avg_pool2d(msk, 2) if msk is not None else None
             refs = [F.avg_pool2d(r, 2) for r in refs]

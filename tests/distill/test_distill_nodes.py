@@ -167,3 +167,8 @@ def test_metrics_sliced_wasserstein_and_binding() -> None:
     assert d1 == patch_sliced_wasserstein(renders, torch.ones(1, 1, 48, 48), [b], seed=3)
     assert binding_accuracy({"x": {"x": 0.1, "y": 0.2}, "y": {"x": 0.1, "y": 0.3}}) == 0.5
     assert isinstance(Keyed({"a": 1}), Keyed)
+    # More pyramid levels than a small render has (a tiny instance in a batch run): the levels that
+    # would be empty are skipped, the finer ones still count.
+    small = a[None, :, :6, :6]
+    assert patch_sliced_wasserstein(small, None, [b], levels=5) == patch_sliced_wasserstein(small, None, [b], levels=3)
+    assert patch_sliced_wasserstein(small, None, [b], levels=5) > 0
