@@ -48,6 +48,19 @@ def cosine_noise_coeffs(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cos(0.5 * math.pi * t), torch.sin(0.5 * math.pi * t)
 
 
+class PixelSpaceCosine:
+    """The sample space of both closed-form priors: linear RGB [0, 1] <-> [-1, 1], cosine VP schedule."""
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return images * 2.0 - 1.0
+
+    def decode(self, samples: torch.Tensor) -> torch.Tensor:
+        return (samples + 1.0) * 0.5
+
+    def noise_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return cosine_noise_coeffs(t)
+
+
 def pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """Gaussian pyramid (kornia pyrdown), level 0 = the input."""
     out = [images]
@@ -208,7 +221,7 @@ def denoise_image(
     return x0, coverage_full
 
 
-class ClosedFormPrior(ScorePrior):
+class ClosedFormPrior(PixelSpaceCosine, ScorePrior):
     """`ScorePrior` over an instance's reference patches (DESIGN.md §4).
 
     - `cond`: the instance's own bank (its reference images and their flips);
@@ -249,16 +262,7 @@ class ClosedFormPrior(ScorePrior):
             self.uncond_banks = self.cond_banks
         self.phi_banks: list[PatchBank] | None = None
 
-    # ---- ScorePrior ----
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return images * 2.0 - 1.0
-
-    def decode(self, samples: torch.Tensor) -> torch.Tensor:
-        return (samples + 1.0) * 0.5
-
-    def noise_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return cosine_noise_coeffs(t)
-
+    # ---- ScorePrior (encode, decode, noise_coeffs from PixelSpaceCosine) ----
     def level_for(self, t: float) -> int:
         """Pyramid level for a noise level: the top of `t_range` is the coarsest level."""
         if self.finest_only or self.levels == 1:

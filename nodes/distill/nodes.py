@@ -30,6 +30,15 @@ from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_in
 PriorName = Literal["closed_form", "stable_diffusion"]
 
 
+def check_noise_range_and_stride(params: Any) -> None:
+    """The cross-field rules every distillation-like params model shares (pydantic turns the ValueError
+    into a validation error naming the node)."""
+    if params.t_min > params.t_max:
+        raise ValueError(f"t_min ({params.t_min}) must be <= t_max ({params.t_max})")
+    if params.stride > params.patch_size:
+        raise ValueError(f"stride ({params.stride}) must be <= patch_size ({params.patch_size})")
+
+
 class DistillParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -61,10 +70,7 @@ class DistillParams(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> DistillParams:
-        if self.t_min > self.t_max:
-            raise ValueError(f"t_min ({self.t_min}) must be <= t_max ({self.t_max})")
-        if self.stride > self.patch_size:
-            raise ValueError(f"stride ({self.stride}) must be <= patch_size ({self.patch_size})")
+        check_noise_range_and_stride(self)
         if self.texture_size < 2 ** (self.texture_levels - 1):
             raise ValueError(f"texture_size {self.texture_size} is too small for texture_levels {self.texture_levels}")
         return self
@@ -289,10 +295,7 @@ class SuperResParams(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> SuperResParams:
-        if self.t_min > self.t_max:
-            raise ValueError(f"t_min ({self.t_min}) must be <= t_max ({self.t_max})")
-        if self.stride > self.patch_size:
-            raise ValueError(f"stride ({self.stride}) must be <= patch_size ({self.patch_size})")
+        check_noise_range_and_stride(self)
         return self
 
 

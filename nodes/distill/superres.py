@@ -26,7 +26,14 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .closed_form import PatchBank, cosine_noise_coeffs, denoise_image, extract_patches, subsample_rows, with_flips
+from .closed_form import (
+    PatchBank,
+    PixelSpaceCosine,
+    denoise_image,
+    extract_patches,
+    subsample_rows,
+    with_flips,
+)
 from .methods import sds_weight
 from .prior_api import PriorBatch, SuperResPrior
 from .schedule import ScheduleName, timestep
@@ -40,7 +47,7 @@ def anchor_of(image: torch.Tensor, factor: int) -> torch.Tensor:
     return F.interpolate(low, size=size, mode="bilinear", align_corners=False)[0]
 
 
-class ClosedFormSuperResPrior(SuperResPrior):
+class ClosedFormSuperResPrior(PixelSpaceCosine, SuperResPrior):
     """Conditional patch denoiser over (high, low) reference patch pairs, in [-1, 1] pixel space."""
 
     name = "closed_form"
@@ -63,15 +70,6 @@ class ClosedFormSuperResPrior(SuperResPrior):
         half = 3 * patch_size * patch_size
         self.high = joint_patches[:, :half].contiguous()
         self.low = joint_patches[:, half:].contiguous()
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        return images * 2.0 - 1.0
-
-    def decode(self, samples: torch.Tensor) -> torch.Tensor:
-        return (samples + 1.0) * 0.5
-
-    def noise_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return cosine_noise_coeffs(t)
 
     @torch.no_grad()
     def predict_x0(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, noise_level: float,

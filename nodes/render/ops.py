@@ -87,6 +87,17 @@ def _texels(tex: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, boundary_
     return values * inside.unsqueeze(-1).to(values.dtype)
 
 
+def _bilinear_corner(uv: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, ...]:
+    """Top-left texel (row, col) of the bilinear footprint at glTF uvs `[..., 2]` and the fractions (fy, fx).
+
+    Texel centres at integer + 0.5, as grid_sample(align_corners=False).
+    """
+    x = uv[..., 0] * width - 0.5
+    y = uv[..., 1] * height - 0.5
+    x0, y0 = torch.floor(x), torch.floor(y)
+    return y0.long(), x0.long(), y - y0, x - x0
+
+
 def _sample_level(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str, boundary_mode: BoundaryMode) -> torch.Tensor:
     tex_height, tex_width = tex.shape[1], tex.shape[2]
     uv = uv.to(tex.dtype)
@@ -94,15 +105,8 @@ def _sample_level(tex: torch.Tensor, uv: torch.Tensor, filter_mode: str, boundar
         cols = torch.floor(uv[..., 0] * tex_width).long()
         rows = torch.floor(uv[..., 1] * tex_height).long()
         return _texels(tex, rows, cols, boundary_mode)
-    # Bilinear: texel centres at integer + 0.5, as grid_sample(align_corners=False).
-    x = uv[..., 0] * tex_width - 0.5
-    y = uv[..., 1] * tex_height - 0.5
-    x0 = torch.floor(x)
-    y0 = torch.floor(y)
-    fx = (x - x0).unsqueeze(-1)
-    fy = (y - y0).unsqueeze(-1)
-    c0 = x0.long()
-    r0 = y0.long()
+    r0, c0, fy, fx = _bilinear_corner(uv, tex_height, tex_width)
+    fx, fy = fx.unsqueeze(-1), fy.unsqueeze(-1)
     top = _texels(tex, r0, c0, boundary_mode) * (1 - fx) + _texels(tex, r0, c0 + 1, boundary_mode) * fx
     bottom = _texels(tex, r0 + 1, c0, boundary_mode) * (1 - fx) + _texels(tex, r0 + 1, c0 + 1, boundary_mode) * fx
     return top * (1 - fy) + bottom * fy
@@ -129,17 +133,12 @@ def bilinear_taps(uv: torch.Tensor, height: int, width: int, mask: torch.Tensor 
                   boundary_mode: BoundaryMode = "clamp") -> BilinearTaps:
     """The bilinear taps of `texture(..., filter_mode="linear")` at glTF uvs `uv [B, H, W, 2]`.
 
-    Same formula as `_sample_level` (texel centres at integer + 0.5); `mask [B, H, W]`
+    Same corner and fractions as `_sample_level` (`_bilinear_corner`); `mask [B, H, W]`
     zeroes the weights of pixels that show no surface. "wrap" and "clamp" only.
     """
     if boundary_mode not in ("wrap", "clamp"):
         raise ValueError(f"bilinear_taps: boundary_mode must be 'wrap' or 'clamp', got {boundary_mode!r}")
-    uv = uv.float()
-    x = uv[..., 0] * width - 0.5
-    y = uv[..., 1] * height - 0.5
-    x0, y0 = torch.floor(x), torch.floor(y)
-    fx, fy = x - x0, y - y0
-    c0, r0 = x0.long(), y0.long()
+    r0, c0, fy, fx = _bilinear_corner(uv.float(), height, width)
     cols = [_wrap_or_clamp(c0, width, boundary_mode), _wrap_or_clamp(c0 + 1, width, boundary_mode)]
     rows = [_wrap_or_clamp(r0, height, boundary_mode), _wrap_or_clamp(r0 + 1, height, boundary_mode)]
     index = torch.stack([rows[0] * width + cols[0], rows[0] * width + cols[1],
