@@ -28,8 +28,7 @@ from graphflow import Context, Graph, Keyed, Node, Registry, Resources  # noqa: 
 from graphflow.executors import LocalExecutor  # noqa: E402
 from graphflow.executors.ray import RayExecutor  # noqa: E402
 
-bench_nodes = Registry()
-bench_nodes._plugins_loaded = True
+bench_nodes = Registry(plugins=False)
 
 
 class ItemsParams(BaseModel):

@@ -5,18 +5,17 @@ The engine knows graphs, nodes, types, caches and executors; nothing about 3D.
 from __future__ import annotations
 
 from .api import open_cache, run
-from .errors import GraphInvalid, Problem, UserError
+from .errors import ErrorInfo, GraphInvalid, Problem, RunFailed, UserError
 from .graph import Graph, InputRef, Link
 from .keyed import Keyed
 from .node import Context, NoParams, Node, Resources
 from .progress import Event
 from .registry import Registry, register, registry
-from .report import RunReport
-from .scheduler import RunFailed, RunResult
-from .values import FileBlob, TensorData, value_type
+from .report import RunReport, RunResult
+from .values import FileBlob, FileTree, TensorData, value_type
 
 __all__ = [
-    "Context", "Event", "FileBlob", "Graph", "GraphInvalid", "InputRef", "Keyed", "Link", "NoParams", "Node",
-    "Problem", "Registry", "Resources", "RunFailed", "RunReport", "RunResult", "TensorData", "UserError",
+    "Context", "ErrorInfo", "Event", "FileBlob", "FileTree", "Graph", "GraphInvalid", "InputRef", "Keyed", "Link", "NoParams",
+    "Node", "Problem", "Registry", "Resources", "RunFailed", "RunReport", "RunResult", "TensorData", "UserError",
     "open_cache", "register", "registry", "run", "value_type",
 ]

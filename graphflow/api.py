@@ -8,7 +8,8 @@ from .cache import DiskCache, MemoryCache, TieredCache, default_cache_dir
 from .executors import Executor, make_executor
 from .graph import Graph
 from .progress import EventBus, Listener
-from .scheduler import RunResult, Scheduler
+from .report import RunResult
+from .scheduler import Scheduler
 
 
 def open_cache(cache: TieredCache | Path | str | None = None, *, memory_bytes: int | None = 2 << 30,
@@ -23,16 +24,19 @@ def open_cache(cache: TieredCache | Path | str | None = None, *, memory_bytes: i
 def run(graph: Graph | str | Path, inputs: dict[str, Any] | None = None, *,
         cache: TieredCache | Path | str | None = None, executor: str | Executor = "local", device: str = "cpu",
         outputs: list[str] | None = None, listeners: list[Listener] | None = None,
-        show_progress: bool = False) -> RunResult:
+        show_progress: bool = False, executor_options: dict[str, Any] | None = None) -> RunResult:
     """Run a graph; returns its output values and the `RunReport`.
 
-    Raises `UserError` (bad graph, inputs or files) or `RunFailed` (some nodes failed; finished
-    ones are cached and a re-run resumes from them).
+    `executor` is a name (`local`, `ray`; built with `executor_options` and closed after the
+    run) or an `Executor` you own. `listeners` get every `Event` (node_start, node_end with a
+    structured `error` on failures, progress, run_end). Raises `UserError` (bad graph, inputs
+    or files) or `RunFailed` (some nodes failed; finished ones are cached and a re-run resumes
+    from them). This is what `graphflow run` calls.
     """
     if not isinstance(graph, Graph):
         graph = Graph.from_yaml(graph)
     tiers = open_cache(cache)
-    execu = make_executor(executor) if isinstance(executor, str) else executor
+    execu = make_executor(executor, **(executor_options or {})) if isinstance(executor, str) else executor
     try:
         scheduler = Scheduler(graph, tiers, execu, device=device, bus=EventBus(listeners),
                               show_progress=show_progress)

@@ -1,4 +1,4 @@
-"""`graphflow` command line: run, validate, show, nodes, cache.
+"""`graphflow` command line: run, validate, explain, show, nodes, cache.
 
 Exit codes: 0 success, 2 a user error (bad graph, params, inputs or files; the
 message names the culprit and what to do), 1 a bug. No traceback unless
@@ -15,18 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
+from . import api
 from .api import open_cache
 from .cache import DiskCache, default_cache_dir
-from .errors import GraphInvalid, UserError
-from .executors import make_executor
+from .errors import GraphInvalid, RunFailed, UserError
 from .graph import Graph, InputRef, Link
 from .ports import type_name
-from .progress import EventBus
+from .progress import ItemLines
 from .registry import registry
-from .scheduler import RunFailed, Scheduler
-from .values import FileBlob
+from .values import FileBlob, FileTree
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Typed node graphs for texturing 3D scenes, with content-addressed caching.")
@@ -46,29 +44,8 @@ def _load(graph_file: Path) -> Graph:
 
 
 def apply_overrides(graph: Graph, sets: list[str]) -> None:
-    """`--set NODE.params.KEY=VALUE` (VALUE parsed as YAML); `*.params.KEY` sets every node having KEY."""
-    for item in sets:
-        target, eq, raw = item.partition("=")
-        parts = target.split(".")
-        if not eq or len(parts) < 3 or parts[1] != "params":
-            raise UserError(f"cannot parse --set {item!r}", param="--set", hint="use NODE.params.KEY=VALUE")
-        try:
-            value = yaml.safe_load(raw) if raw != "" else ""
-        except yaml.YAMLError as exc:
-            raise UserError(f"--set {item!r}: the value is not valid YAML", param="--set") from exc
-        node, key = parts[0], ".".join(parts[2:])
-        if node == "*":
-            hits = [nid for nid in graph.nodes
-                    if parts[2] in graph.node_class(nid).Params.model_fields]
-            if not hits:
-                raise UserError(f"no node has a param '{parts[2]}'", param=f"--set {target}")
-            for nid in hits:
-                graph.set_param(nid, key, value)
-        else:
-            if node not in graph.nodes:
-                raise UserError(f"--set names unknown node '{node}'", param=f"--set {target}",
-                                hint=f"nodes: {', '.join(graph.nodes)}")
-            graph.set_param(node, key, value)
+    """`--set` overrides; the rule is `Graph.apply_overrides` (kept here for older imports)."""
+    graph.apply_overrides(sets)
 
 
 def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
@@ -81,15 +58,59 @@ def _parse_inputs(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _write_outputs(outputs: dict[str, Any], out_dir: Path) -> list[Path]:
-    written = []
+def _files_of(name: str, value: Any) -> dict[str, bytes] | None:
+    """The files of one output (relative path -> bytes), None when the value is not a file."""
+    if isinstance(value, FileBlob):
+        return {f"{name}{value.suffix}": value.data}
+    if isinstance(value, FileTree):
+        return value.files
+    return None
+
+
+def _output_files(outputs: dict[str, Any]) -> dict[str, tuple[str, bytes]]:
+    """Relative path -> (output name, bytes) of every file output: a FileBlob is `<name><suffix>`, a
+    FileTree its own paths. Two outputs naming one file (compared case-insensitively, as macOS and
+    Windows do) are a user error rather than one silently overwriting the other."""
+    files: dict[str, tuple[str, bytes]] = {}
+    owners: dict[str, tuple[str, str]] = {}
     for name, value in outputs.items():
-        if isinstance(value, FileBlob):
-            path = out_dir / f"{name}{value.suffix}"
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(value.data)
+        for rel, data in (_files_of(name, value) or {}).items():
+            clash = owners.get(rel.casefold())
+            if clash is not None:
+                raise UserError(f"outputs '{clash[0]}' and '{name}' both write '{clash[1]}'", param="outputs",
+                                hint="give one of the export nodes another file name (its params)")
+            owners[rel.casefold()] = (name, rel)
+            files[rel] = (name, data)
+    return files
+
+
+def output_entries(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What report.json says about each file output: its files, bytes and the node's summary (for
+    exports: instances, materials, the instance-name -> identifier map)."""
+    entries: dict[str, dict[str, Any]] = {}
+    for name, value in outputs.items():
+        files = _files_of(name, value)
+        if files is None:
+            continue
+        entries[name] = {"files": list(files), "bytes": sum(len(d) for d in files.values()),
+                         "summary": value.summary}
+    return entries
+
+
+def _write_outputs(outputs: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Write every file output under `out_dir` atomically (temp file + rename)."""
+    written = []
+    for rel, (name, data) in _output_files(outputs).items():
+        path = out_dir / rel
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
             os.replace(tmp, path)
-            written.append(path)
+        except OSError as exc:
+            raise UserError(f"cannot write output '{name}': {exc.strerror}", file=str(path),
+                            hint="pass a writable --out DIR") from exc
+        written.append(path)
     return written
 
 
@@ -119,40 +140,42 @@ def run(
         if not torch.cuda.is_available():
             raise UserError("--device cuda but no CUDA device is visible", param="--device",
                             hint="install a CUDA build of torch on a GPU machine, or use --device cpu")
-    graph = _load(graph_file)
-    apply_overrides(graph, set)
-    graph.check()
+    graph = _load(graph_file).apply_overrides(set).check()
     inputs = _parse_inputs(input)
     if out is not None:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / ".graphflow-write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"cannot write the output directory: {exc.strerror}", file=str(out),
-                            hint="pass a writable --out DIR") from exc
+        _check_writable(out)
     tiers = open_cache(cache, memory_bytes=_parse_bytes(cache_mem))
-    options = {"address": ray_address} if executor == "ray" else {}
-    execu = make_executor(executor, **options)
+    # bars redraw with carriage returns: right on a terminal, noise in a log (then one line per item)
+    terminal = sys.stderr.isatty()
     try:
-        scheduler = Scheduler(graph, tiers, execu, device=device, bus=EventBus(), show_progress=not quiet)
-        try:
-            result = scheduler.run(inputs)
-        except RunFailed as exc:
-            _write_report(exc.report, out, report)
-            if DEBUG:
-                for detail in exc.details:
-                    typer.echo(detail, err=True)
-            _fail(str(exc), 2 if exc.user_error else 1)
-            return
-    finally:
-        execu.close()
+        result = api.run(graph, inputs, cache=tiers, executor=executor, device=device,
+                         executor_options={"address": ray_address} if executor == "ray" else {},
+                         listeners=[] if quiet or terminal else [ItemLines()], show_progress=terminal and not quiet)
+    except RunFailed as exc:
+        _write_report(exc.report, out, report)
+        if DEBUG:
+            for detail in exc.details:
+                typer.echo(detail, err=True)
+        typer.echo(exc.report.summary(), err=True)
+        _fail(str(exc), 2 if exc.user_error else 1)
+        return
+    result.report.outputs = output_entries(result.outputs)
     _write_report(result.report, out, report)
     if out is not None:
         for path in _write_outputs(result.outputs, out):
             typer.echo(f"wrote {path}")
     typer.echo(result.report.summary(), err=True)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".graphflow-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"cannot write the output directory: {exc.strerror}", file=str(out),
+                        hint="pass a writable --out DIR") from exc
 
 
 def _write_report(rep: Any, out: Path | None, report: Path | None) -> None:
@@ -176,10 +199,25 @@ def _parse_bytes(text: str) -> int | None:
 def validate(graph_file: Path = typer.Argument(..., help="graph YAML file"),
              set: list[str] = typer.Option([], "--set", "-s")) -> None:
     """Report every problem of a graph at once (exit 2 if any)."""
-    graph = _load(graph_file)
-    apply_overrides(graph, set)
-    graph.check()
+    graph = _load(graph_file).apply_overrides(set).check()
     typer.echo(f"{graph_file}: ok ({len(graph.nodes)} nodes)")
+
+
+@app.command()
+def explain(
+    graph_file: Path = typer.Argument(..., help="graph YAML file"),
+    node: str = typer.Argument(..., help="node id"),
+    item: str | None = typer.Option(None, "--item", help="the item of a mapped node (an instance, a scene)"),
+    input: list[str] = typer.Option([], "--input", "-i", help="graph input NAME=VALUE, as given to `run`"),
+    set: list[str] = typer.Option([], "--set", "-s", help="NODE.params.KEY=VALUE, as given to `run`"),
+    cache: Path | None = typer.Option(None, "--cache", help="cache dir (default $GRAPHFLOW_CACHE or ~/.cache/graphflow)"),
+) -> None:
+    """What a node's cache key is made of, and why it differs from the last run's."""
+    from .explain import explain_key
+
+    graph = _load(graph_file).apply_overrides(set).check()
+    account = explain_key(graph, node, _parse_inputs(input), cache or default_cache_dir(), item)
+    typer.echo("\n".join(account.lines()))
 
 
 @app.command()

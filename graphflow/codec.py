@@ -2,7 +2,7 @@
 
 Handles None, bool, int, float, str, bytes, Path, list, tuple, dict with str
 keys, `Keyed`, torch tensors, numpy arrays and registered value dataclasses
-(`graphflow.values.value_type`), nested in any way. Anything else raises
+(`value_type`), nested in any way. Anything else raises
 `NotEncodable`: such values (a loaded model, say) can live in the memory tier
 only.
 """
@@ -10,13 +10,30 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from .keyed import Keyed
-from .values import VALUE_TYPES
+
+T = TypeVar("T", bound=type)
+
+# Registered value types by class name: the only classes the decoder ever builds (never a name from a file).
+VALUE_TYPES: dict[str, type] = {}
+
+
+def value_type(cls: T) -> T:
+    """Register a dataclass so cached values of it can be decoded."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__name__} must be a dataclass to be a value type")
+    name = cls.__name__
+    if name in VALUE_TYPES and VALUE_TYPES[name] is not cls:
+        existing = VALUE_TYPES[name]
+        if existing.__module__ != cls.__module__ or existing.__qualname__ != cls.__qualname__:
+            raise TypeError(f"value type name '{name}' is taken by {existing.__module__}")
+    VALUE_TYPES[name] = cls
+    return cls
 
 
 class NotEncodable(TypeError):

@@ -8,70 +8,21 @@ positional lists. Validation collects every problem before reporting.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import yaml
 from pydantic import ValidationError
 
+from . import yamlio
 from .errors import GraphInvalid, Problem, UserError
 from .node import SINGLE_OUTPUT, CachePolicy, Node
 from .ports import compatible, type_name
 from .registry import Registry, registry as default_registry
+from .spec import INPUT_PREFIX, GraphInput, GraphSpec, InputRef, Link, NodeSpec, Source, parse_source
 
 INPUT_TYPES: dict[str, Any] = {"path": Path, "str": str, "int": int, "float": float, "bool": bool, "any": Any}
-INPUT_PREFIX = "$inputs."
-
-
-@dataclass(frozen=True)
-class Link:
-    """An edge's source: output `output` of node `node` (None: its only output)."""
-
-    node: str
-    output: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.node}.{self.output}" if self.output else self.node
-
-
-@dataclass(frozen=True)
-class InputRef:
-    """An edge's source: the graph input `name`."""
-
-    name: str
-
-    def __str__(self) -> str:
-        return f"{INPUT_PREFIX}{self.name}"
-
-
-Source = Link | InputRef
-
-
-def parse_source(text: str) -> Source:
-    if not isinstance(text, str) or not text:
-        raise UserError(f"an input must be 'node', 'node.output' or '$inputs.name', got {text!r}")
-    if text.startswith(INPUT_PREFIX):
-        return InputRef(text[len(INPUT_PREFIX):])
-    node, _, output = text.partition(".")
-    return Link(node, output or None)
-
-
-@dataclass
-class GraphInput:
-    type: str = "any"
-    default: Any = None
-    doc: str | None = None
-
-
-@dataclass
-class NodeSpec:
-    type: str
-    params: dict[str, Any] = field(default_factory=dict)
-    inputs: dict[str, Source] = field(default_factory=dict)
-    cache: CachePolicy | None = None  # overrides the node type's policy
-    line: int | None = None
-    param_lines: dict[str, int] = field(default_factory=dict)
 
 
 class Graph:
@@ -147,6 +98,39 @@ class Graph:
                 raise UserError(f"param '{key}' does not name a mapping", node=node_id, param=key)
         target[last] = value
         return self
+
+    def apply_overrides(self, sets: list[str]) -> Graph:
+        """`NODE.params.KEY=VALUE` overrides (VALUE parsed as YAML), as the CLI's `--set` takes them;
+        `*.params.KEY` sets every node whose params have KEY. A batch node uses the same rule
+        for its nested graph, so the rule lives with the graph, not with the CLI."""
+        for item in sets:
+            node, key, value = _parse_override(item)
+            if node == "*":
+                hits = [nid for nid in self.nodes if key.split(".")[0] in self.node_class(nid).Params.model_fields]
+                if not hits:
+                    raise UserError(f"no node has a param '{key.split('.')[0]}'", param=f"--set *.params.{key}")
+                for nid in hits:
+                    self.set_param(nid, key, value)
+            elif node not in self.nodes:
+                raise UserError(f"--set names unknown node '{node}'", param=f"--set {node}.params.{key}",
+                                hint=f"nodes: {', '.join(self.nodes)}")
+            else:
+                self.set_param(node, key, value)
+        return self
+
+    def resolve_inputs(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The value of every graph input for a run: given ones (relative paths against the working
+        directory) or defaults (relative paths against the YAML file), converted to their type."""
+        for name in given:
+            if name not in self.inputs:
+                raise UserError(f"unknown graph input '{name}'", param=f"--input {name}",
+                                hint=f"this graph takes: {', '.join(self.inputs) or 'no inputs'}")
+        default_base = self.source_path.parent if self.source_path else Path.cwd()
+        values: dict[str, Any] = {}
+        for name, spec in self.inputs.items():
+            value, base = (given[name], Path.cwd()) if name in given else (spec.default, default_base)
+            values[name] = _convert_input(name, spec.type, value, base)
+        return values
 
     def subgraph(self, node_ids: list[str]) -> Graph:
         """The given nodes and their ancestors, with the graph inputs they use."""
@@ -285,15 +269,26 @@ class Graph:
 
     # ---- YAML ----
     @classmethod
-    def from_yaml(cls, source: str | Path, registry: Registry | None = None) -> Graph:
-        from .yamlio import load_graph
+    def from_spec(cls, spec: GraphSpec, registry: Registry | None = None) -> Graph:
+        graph = cls(spec.name, registry)
+        graph.inputs, graph.nodes, graph.outputs = spec.inputs, spec.nodes, spec.outputs
+        graph.source_path = spec.source_path
+        return graph
 
-        return load_graph(source, registry=registry)
+    def spec(self) -> GraphSpec:
+        """The graph as plain data (shares its dicts with the graph)."""
+        return GraphSpec(self.name, self.inputs, self.nodes, self.outputs, self.source_path)
+
+    @classmethod
+    def from_yaml(cls, source: str | Path, registry: Registry | None = None) -> Graph:
+        """A graph from a YAML file path or YAML text; raises UserError/GraphInvalid."""
+        return cls.from_spec(yamlio.load_spec(source), registry)
+
+    def to_dict(self) -> dict[str, Any]:
+        return yamlio.spec_to_dict(self.spec())
 
     def to_yaml(self, path: str | Path | None = None) -> str:
-        from .yamlio import dump_graph
-
-        text = dump_graph(self)
+        text = yamlio.dump_spec(self.spec())
         if path is not None:
             Path(path).write_text(text)
         return text
@@ -304,3 +299,43 @@ class Graph:
         strip = lambda g: {k: (v.type, v.params, v.inputs, v.cache) for k, v in g.nodes.items()}  # noqa: E731
         return (self.name, self.inputs, self.outputs, strip(self)) == (other.name, other.inputs, other.outputs,
                                                                        strip(other))
+
+
+def _parse_override(item: str) -> tuple[str, str, Any]:
+    """`NODE.params.KEY=VALUE` -> (NODE, KEY, parsed VALUE)."""
+    target, eq, raw = item.partition("=")
+    parts = target.split(".")
+    if not eq or len(parts) < 3 or parts[1] != "params":
+        raise UserError(f"cannot parse --set {item!r}", param="--set", hint="use NODE.params.KEY=VALUE")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {item!r}: the value is not valid YAML", param="--set") from exc
+    return parts[0], ".".join(parts[2:]), value
+
+
+def _convert_input(name: str, type_: str, value: Any, base: Path) -> Any:
+    if type_ == "path" and value is not None:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else base / path
+    if value is not None and type_ in ("int", "float", "bool", "str"):
+        try:
+            return {"int": int, "float": float, "str": str, "bool": _to_bool}[type_](value)
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"graph input '{name}' must be {type_}, got {value!r}", param=f"--input {name}") from exc
+    return value
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
+
+
+__all__ = ["Graph", "GraphInput", "INPUT_PREFIX", "INPUT_TYPES", "InputRef", "Link", "NodeSpec", "Source",
+           "parse_source"]

@@ -84,9 +84,16 @@ class Context:
     log: logging.Logger
     scratch: Path
     generator: torch.Generator = field(init=False)
+    notes: list[str] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.generator = torch.Generator(device="cpu").manual_seed(self.seed)
+
+    def note(self, text: str) -> None:
+        """Record a one-line note on this run's report entry (`note` in report.json), e.g. that an item
+        took a fallback. It is stored with the cached result, so a cached item keeps its note; the
+        node still logs its own warning when it wants one printed."""
+        self.notes.append(str(text))
 
     @property
     def where(self) -> str:
@@ -116,6 +123,12 @@ class Node:
         references file's images): the cache key hashes their content too. Missing ones
         may be left out: the run itself reports them."""
         return []
+
+    def nested_versions(self, port: str, path: Path) -> dict[str, int]:
+        """Versions of the node types that a path input makes this node run inside itself (a
+        batch node's nested graph): part of the cache key, so bumping one of them re-runs this
+        node. Default: none (the key then is exactly what it always was)."""
+        return {}
 
     # ---- port introspection (class-level, cached) ----
     @classmethod

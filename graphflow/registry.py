@@ -20,9 +20,13 @@ N = TypeVar("N", bound=type[Node])
 
 
 class Registry:
-    def __init__(self) -> None:
+    """Node types by name. `plugins=False` makes an isolated registry that never loads the
+    entry-point group or `GRAPHFLOW_PLUGINS`: it holds only what is registered on it (tests,
+    benchmarks, embedding a few node types in an application)."""
+
+    def __init__(self, *, plugins: bool = True) -> None:
         self.types: dict[str, type[Node]] = {}
-        self._plugins_loaded = False
+        self._plugins_loaded = not plugins
 
     def register(self, cls: N) -> N:
         if not cls.name:
@@ -34,6 +38,12 @@ class Registry:
         cls.output_ports()
         self.types[cls.name] = cls
         return cls
+
+    def include(self, other: Registry) -> None:
+        """Register every node type of `other` here too (e.g. a test package's toy nodes in the
+        process-wide registry, for CLI runs that name them through GRAPHFLOW_PLUGINS)."""
+        for cls in other.types.values():
+            self.register(cls)
 
     def load_plugins(self) -> None:
         """Import every module named in the `graphflow.nodes` entry-point group."""

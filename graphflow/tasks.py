@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel
 
 from .cache.entry import value_nbytes
-from .errors import UserError
+from .errors import ErrorInfo, UserError
 from .fingerprint import NotFingerprintable, digest_bytes, fingerprint, keyed_digest
 from .keyed import Keyed
 from .node import Context, Node
@@ -55,10 +55,21 @@ class TaskResult:
     seconds: float = 0.0
     nbytes: int = 0
     peak_rss_mb: float = 0.0
-    error: str | None = None  # one-line message
-    user_error: bool = False
-    error_detail: str | None = None  # traceback, shown with --debug
+    error: ErrorInfo | None = None  # what went wrong, structured; str() is the one-line message
     interrupted: bool = False
+    notes: list[str] = field(default_factory=list)  # `ctx.note(...)` calls of the run, in order
+
+    @property
+    def user_error(self) -> bool:
+        return self.error is not None and self.error.kind == "user"
+
+
+def task_error(task: Task, text: str, *, message: str | None = None, kind: str = "bug", **fields: Any) -> ErrorInfo:
+    """An error of a task that is not a `UserError` raised by its node (a bug, a lost worker):
+    printed as "node 'NODE[ITEM]' TEXT", with its node, item and node type kept apart."""
+    sep = "" if text.startswith(":") else " "
+    return ErrorInfo(text=f"node '{task.where}'{sep}{text}", message=message or text, kind=kind,  # type: ignore[arg-type]
+                     node=task.node_id, node_type=task.node_cls.name, item=task.item, **fields)
 
 
 def derive_seed(base: int, item: str | None) -> int:
@@ -133,19 +144,20 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
     except UserError as exc:
         exc.node = exc.node or task.node_id
         exc.item = exc.item or task.item
-        result.error, result.user_error = str(exc), True
-        result.error_detail = traceback.format_exc()
+        result.error = ErrorInfo.from_user_error(exc, task.node_cls.name, traceback.format_exc())
     except KeyboardInterrupt:
-        result.error, result.interrupted = "interrupted", True
+        result.error = task_error(task, "interrupted", kind="interrupted")
+        result.interrupted = True
     except Exception as exc:  # noqa: BLE001 - a bug in a node: reported, not raised, so siblings go on
-        result.error = f"node '{task.where}' failed with {type(exc).__name__}: {exc}"
-        result.error_detail = traceback.format_exc()
+        result.error = task_error(task, f"failed with {type(exc).__name__}: {exc}", message=str(exc), kind="bug",
+                                  exception=type(exc).__name__, traceback=traceback.format_exc())
     finally:
         import shutil
 
         shutil.rmtree(scratch, ignore_errors=True)
         if task.threads and torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)
+    result.notes = list(ctx.notes)
     result.seconds = time.perf_counter() - start
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return result

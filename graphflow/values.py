@@ -10,24 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-T = TypeVar("T", bound=type)
-
-VALUE_TYPES: dict[str, type] = {}
-
-
-def value_type(cls: T) -> T:
-    """Register a dataclass so cached values of it can be decoded."""
-    if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls.__name__} must be a dataclass to be a value type")
-    name = cls.__name__
-    if name in VALUE_TYPES and VALUE_TYPES[name] is not cls:
-        existing = VALUE_TYPES[name]
-        if existing.__module__ != cls.__module__ or existing.__qualname__ != cls.__qualname__:
-            raise TypeError(f"value type name '{name}' is taken by {existing.__module__}")
-    VALUE_TYPES[name] = cls
-    return cls
+from .codec import VALUE_TYPES, decode, encode, value_type  # noqa: F401  (the registry lives with the decoder)
 
 
 class TensorData:
@@ -38,14 +23,10 @@ class TensorData:
     """
 
     def to_tensors(self) -> tuple[dict[str, Any], Any]:
-        from .codec import encode
-
         return encode(self)
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, Any], meta: Any) -> Any:
-        from .codec import decode
-
         value = decode(tensors, meta)
         if not isinstance(value, cls):
             raise TypeError(f"decoded {type(value).__name__}, expected {cls.__name__}")
@@ -61,3 +42,30 @@ class FileBlob(TensorData):
     data: bytes
     suffix: str
     summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@value_type
+@dataclass(frozen=True)
+class FileTree(TensorData):
+    """Several files as one value (a document and the images it names, a package and its
+    sidecars): graph outputs of this type are written as `DIR/<path>` for every entry of `files`
+    by `graphflow run --out DIR`. Paths are relative and '/'-separated; a node that writes files
+    which refer to each other chooses their names (a param), so the graph's output name is only
+    the label of the entry in report.json. Stored by the cache like any value (one uint8 tensor
+    per file)."""
+
+    files: dict[str, bytes]
+    summary: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for path in self.files:
+            check_relative_path(path)
+
+
+def check_relative_path(path: str) -> None:
+    """Refuse a path that could leave the output directory or means different files on different
+    systems: empty, absolute, backslashes, drive letters, '.' or '..' parts."""
+    parts = path.split("/")
+    if (not path or path.startswith("/") or "\\" in path or ":" in path
+            or any(part in ("", ".", "..") for part in parts)):
+        raise ValueError(f"FileTree path {path!r} must be relative, '/'-separated, without '.', '..' or ':'")

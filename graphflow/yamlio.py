@@ -23,8 +23,7 @@ from typing import Any
 import yaml
 
 from .errors import GraphInvalid, Problem, UserError
-from .graph import Graph, GraphInput, InputRef, Link, NodeSpec, parse_source
-from .registry import Registry
+from .spec import GraphInput, GraphSpec, NodeSpec, parse_source
 
 TOP_KEYS = {"graph", "inputs", "nodes", "outputs", "description"}
 NODE_KEYS = {"type", "params", "inputs", "cache"}
@@ -65,7 +64,7 @@ def _line_index(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
-def load_graph(source: str | Path, registry: Registry | None = None) -> Graph:
+def load_spec(source: str | Path) -> GraphSpec:
     """Read a graph from a YAML file path or YAML text; raises UserError/GraphInvalid."""
     path: Path | None = None
     if isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml"))):
@@ -95,11 +94,13 @@ def load_graph(source: str | Path, registry: Registry | None = None) -> Graph:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"malformed YAML: {problem}", file=where, line=line,
                         hint="fix the YAML syntax at that line") from exc
-    return graph_from_dict(data, lines, path, registry)
+    return spec_from_dict(data, lines, path)
 
 
-def graph_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None, path: Path | None = None,
-                    registry: Registry | None = None) -> Graph:
+def spec_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None,
+                   path: Path | None = None) -> GraphSpec:
+    """A parsed YAML document as a `GraphSpec`; every structural problem is collected first and
+    raised together as `GraphInvalid`, each with its YAML line."""
     lines = lines or {}
     problems: list[Problem] = []
     if not isinstance(data, dict):
@@ -108,71 +109,81 @@ def graph_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None, 
         if key not in TOP_KEYS:
             problems.append(Problem(f"unknown top-level key '{key}' (allowed: {', '.join(sorted(TOP_KEYS))})",
                                     line=lines.get((str(key),))))
-    graph = Graph(str(data.get("graph") or (path.stem if path else "graph")), registry)
-    graph.source_path = path
-
-    raw_inputs = data.get("inputs") or {}
-    if not isinstance(raw_inputs, dict):
-        problems.append(Problem("'inputs' must be a mapping of name -> {type, default}", line=lines.get(("inputs",))))
-        raw_inputs = {}
-    for name, spec in raw_inputs.items():
-        spec = spec if isinstance(spec, dict) else {"type": "any", "default": spec}
-        bad = set(spec) - {"type", "default", "doc"}
-        if bad:
-            problems.append(Problem(f"graph input '{name}': unknown keys {sorted(map(str, bad))}", line=lines.get(("inputs", name))))
-        graph.inputs[str(name)] = GraphInput(type=str(spec.get("type", "any")), default=spec.get("default"),
-                                             doc=spec.get("doc"))
-
+    graph = GraphSpec(str(data.get("graph") or (path.stem if path else "graph")), source_path=path)
+    _read_inputs(data.get("inputs") or {}, graph, lines, problems)
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, dict) or not raw_nodes:
         problems.append(Problem("'nodes' must be a non-empty mapping of node id -> {type, params, inputs}",
                                 line=lines.get(("nodes",))))
         raw_nodes = {}
     for nid, spec in raw_nodes.items():
-        nid = str(nid)
-        line = lines.get(("nodes", nid))
-        if not isinstance(spec, dict) or "type" not in spec:
-            problems.append(Problem("a node must be a mapping with a 'type'", nid, line))
-            continue
-        bad = set(spec) - NODE_KEYS
-        if bad:
-            problems.append(Problem(f"unknown keys {sorted(map(str, bad))} (allowed: {', '.join(sorted(NODE_KEYS))})", nid, line))
-        params = spec.get("params") or {}
-        if not isinstance(params, dict):
-            problems.append(Problem("'params' must be a mapping", nid, lines.get(("nodes", nid, "params"), line)))
-            params = {}
-        cache = spec.get("cache")
-        if cache is not None and cache not in CACHE_POLICIES:
-            problems.append(Problem(f"cache must be one of {', '.join(CACHE_POLICIES)}, got {cache!r}", nid, line))
-            cache = None
-        node = NodeSpec(type=str(spec["type"]), params=dict(params), cache=cache, line=line,
-                        param_lines={str(k): lines.get(("nodes", nid, "params", str(k)), line) for k in params})
-        raw_links = spec.get("inputs") or {}
-        if not isinstance(raw_links, dict):
-            problems.append(Problem("'inputs' must be a mapping of input -> source", nid, line))
-            raw_links = {}
-        for port, src in raw_links.items():
-            try:
-                node.inputs[str(port)] = parse_source(src)
-            except UserError as exc:
-                problems.append(Problem(f"input '{port}': {exc.message}", nid, lines.get(("nodes", nid, "inputs", str(port)), line)))
-        graph.nodes[nid] = node
-
-    raw_outputs = data.get("outputs") or {}
-    if not isinstance(raw_outputs, dict):
-        problems.append(Problem("'outputs' must be a mapping of name -> node or node.output"))
-        raw_outputs = {}
-    for name, src in raw_outputs.items():
-        try:
-            graph.outputs[str(name)] = parse_source(src)
-        except UserError as exc:
-            problems.append(Problem(f"output '{name}': {exc.message}", line=lines.get(("outputs", str(name)))))
+        node = _read_node(str(nid), spec, lines, problems)
+        if node is not None:
+            graph.nodes[str(nid)] = node
+    _read_outputs(data.get("outputs") or {}, graph, lines, problems)
     if problems:
         raise GraphInvalid(problems)
     return graph
 
 
-def graph_to_dict(graph: Graph) -> dict[str, Any]:
+def _read_inputs(raw: Any, graph: GraphSpec, lines: dict[tuple[str, ...], int], problems: list[Problem]) -> None:
+    if not isinstance(raw, dict):
+        problems.append(Problem("'inputs' must be a mapping of name -> {type, default}", line=lines.get(("inputs",))))
+        return
+    for name, spec in raw.items():
+        spec = spec if isinstance(spec, dict) else {"type": "any", "default": spec}
+        bad = set(spec) - {"type", "default", "doc"}
+        if bad:
+            problems.append(Problem(f"graph input '{name}': unknown keys {sorted(map(str, bad))}",
+                                    line=lines.get(("inputs", name))))
+        graph.inputs[str(name)] = GraphInput(type=str(spec.get("type", "any")), default=spec.get("default"),
+                                             doc=spec.get("doc"))
+
+
+def _read_node(nid: str, spec: Any, lines: dict[tuple[str, ...], int], problems: list[Problem]) -> NodeSpec | None:
+    line = lines.get(("nodes", nid))
+    if not isinstance(spec, dict) or "type" not in spec:
+        problems.append(Problem("a node must be a mapping with a 'type'", nid, line))
+        return None
+    bad = set(spec) - NODE_KEYS
+    if bad:
+        problems.append(Problem(f"unknown keys {sorted(map(str, bad))} (allowed: {', '.join(sorted(NODE_KEYS))})",
+                                nid, line))
+    params = spec.get("params") or {}
+    if not isinstance(params, dict):
+        problems.append(Problem("'params' must be a mapping", nid, lines.get(("nodes", nid, "params"), line)))
+        params = {}
+    cache = spec.get("cache")
+    if cache is not None and cache not in CACHE_POLICIES:
+        problems.append(Problem(f"cache must be one of {', '.join(CACHE_POLICIES)}, got {cache!r}", nid, line))
+        cache = None
+    node = NodeSpec(type=str(spec["type"]), params=dict(params), cache=cache, line=line,
+                    param_lines={str(k): lines.get(("nodes", nid, "params", str(k)), line) for k in params})
+    raw_links = spec.get("inputs") or {}
+    if not isinstance(raw_links, dict):
+        problems.append(Problem("'inputs' must be a mapping of input -> source", nid, line))
+        raw_links = {}
+    for port, src in raw_links.items():
+        try:
+            node.inputs[str(port)] = parse_source(src)
+        except UserError as exc:
+            problems.append(Problem(f"input '{port}': {exc.message}", nid,
+                                    lines.get(("nodes", nid, "inputs", str(port)), line)))
+    return node
+
+
+def _read_outputs(raw: Any, graph: GraphSpec, lines: dict[tuple[str, ...], int], problems: list[Problem]) -> None:
+    if not isinstance(raw, dict):
+        problems.append(Problem("'outputs' must be a mapping of name -> node or node.output"))
+        return
+    for name, src in raw.items():
+        try:
+            graph.outputs[str(name)] = parse_source(src)
+        except UserError as exc:
+            problems.append(Problem(f"output '{name}': {exc.message}", line=lines.get(("outputs", str(name)))))
+
+
+def spec_to_dict(graph: GraphSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"graph": graph.name}
     if graph.inputs:
         out["inputs"] = {}
@@ -196,8 +207,8 @@ def graph_to_dict(graph: Graph) -> dict[str, Any]:
     return out
 
 
-def dump_graph(graph: Graph) -> str:
-    return yaml.safe_dump(graph_to_dict(graph), sort_keys=False, default_flow_style=False, allow_unicode=True)
+def dump_spec(graph: GraphSpec) -> str:
+    return yaml.safe_dump(spec_to_dict(graph), sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-__all__ = ["InputRef", "Link", "dump_graph", "graph_from_dict", "graph_to_dict", "load_graph"]
+__all__ = ["dump_spec", "load_spec", "spec_from_dict", "spec_to_dict"]

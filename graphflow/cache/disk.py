@@ -122,7 +122,7 @@ class DiskCache:
             self._quarantine(key)
             return None
         return Entry(key=key, outputs=outputs, digests=meta["digests"], item_digests=meta.get("item_digests", {}),
-                     seconds=meta.get("seconds", 0.0), nbytes=meta.get("nbytes", 0))
+                     seconds=meta.get("seconds", 0.0), nbytes=meta.get("nbytes", 0), notes=meta.get("notes", []))
 
     # ---- writing ----
     def put(self, entry: Entry) -> bool:
@@ -146,6 +146,8 @@ class DiskCache:
             "seconds": entry.seconds, "nbytes": entry.nbytes, "outputs": outputs_meta,
             "data_blake3": blake3.blake3(data).hexdigest(),
         }
+        if entry.notes:  # only when there are some: every other entry keeps its old bytes
+            meta["notes"] = list(entry.notes)
         meta["meta_blake3"] = _meta_digest(meta)
         tmp = self._tmp / f"{entry.key}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
         try:
@@ -194,6 +196,7 @@ class DiskCache:
                 removed += 1
         shutil.rmtree(self._tmp, ignore_errors=True)
         self._tmp.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.root / "runs", ignore_errors=True)  # the last runs' key parts (cache/manifest.py)
         self._verified.clear()
         return removed
 

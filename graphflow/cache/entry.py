@@ -19,6 +19,7 @@ class Entry:
     item_digests: dict[str, dict[str, str]] = field(default_factory=dict)  # output -> {item: digest} for Keyed
     seconds: float = 0.0
     nbytes: int = 0
+    notes: list[str] = field(default_factory=list)  # the run's `ctx.note(...)`s: a cached item reports them too
 
 
 def value_nbytes(value: Any) -> int:

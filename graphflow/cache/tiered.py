@@ -15,12 +15,13 @@ class TieredCache:
         self.disk = disk
 
     def peek(self, key: str, policy: CachePolicy) -> dict[str, Any] | None:
-        """`{"digests", "item_digests", "seconds"}` of a stored entry, without loading its values."""
+        """`{"digests", "item_digests", "seconds"[, "notes"]}` of a stored entry, without loading its values."""
         if policy == "never":
             return None
         entry = self.memory.get(key)
         if entry is not None:
-            return {"digests": entry.digests, "item_digests": entry.item_digests, "seconds": entry.seconds}
+            return {"digests": entry.digests, "item_digests": entry.item_digests, "seconds": entry.seconds,
+                    "notes": list(entry.notes)}
         if policy == "default" and self.disk is not None:
             return self.disk.peek(key)
         return None

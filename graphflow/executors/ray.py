@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import UserError
-from ..tasks import Task, TaskResult, execute_task
+from ..tasks import Task, TaskResult, execute_task, task_error
 from .base import Executor
 
 log = logging.getLogger("graphflow.ray")
@@ -104,8 +104,9 @@ class RayExecutor(Executor):
         on_gpu = task.device.startswith("cuda")
         if on_gpu and self._node_gpus == 0:
             future: Future[TaskResult] = Future()
-            future.set_result(TaskResult(error=f"node '{task.where}': --device {task.device} but no node of the "
-                                               "Ray cluster has a GPU", user_error=True))
+            future.set_result(TaskResult(error=task_error(
+                task, f": --device {task.device} but no node of the Ray cluster has a GPU", kind="user",
+                message=f"--device {task.device} but no node of the Ray cluster has a GPU", param="--device")))
             return future
         options: dict[str, Any] = {
             # Ray only accounts with num_cpus (the torch thread count stays `resources.num_cpus`, for
@@ -180,11 +181,12 @@ class RayExecutor(Executor):
             # the worker died (and its retry too), or Ray could not run/unpickle the task at all
             reason = _one_line(exc)
             if "ModuleNotFoundError" in str(exc) or "No module named" in str(exc):
-                return TaskResult(error=f"node '{task.where}': a Ray worker cannot import its node class "
-                                        f"({task.node_cls.__module__}): {reason}", user_error=True,
-                                  error_detail=str(exc))
-            return TaskResult(error=f"node '{task.where}' failed on Ray after {SYSTEM_RETRIES} retry: {reason}",
-                              error_detail=str(exc))
+                message = f"a Ray worker cannot import its node class ({task.node_cls.__module__}): {reason}"
+                return TaskResult(error=task_error(task, f": {message}", message=message, kind="user",
+                                                   hint="install the node package on every worker",
+                                                   traceback=str(exc)))
+            return TaskResult(error=task_error(task, f"failed on Ray after {SYSTEM_RETRIES} retry: {reason}",
+                                               message=reason, exception=type(exc).__name__, traceback=str(exc)))
         if result.interrupted:
             raise KeyboardInterrupt
         return result

@@ -12,7 +12,7 @@ from graphflow import Context, FileBlob, Keyed, Node, Resources, register
 
 from .archive import zip_blobs
 from .jobs import SCENE_PATTERNS, SceneJob, scan_scene_folder
-from .pipeline import load_pipeline, run_pipeline
+from .pipeline import load_pipeline, pipeline_versions, run_pipeline
 
 
 @register
@@ -57,6 +57,10 @@ class TextureScene(Node):
         model_config = ConfigDict(extra="forbid")
         set: list[str] = Field(default_factory=list, description="pipeline overrides NODE.params.KEY=VALUE")
         output: str | None = Field(None, description="which pipeline output to keep (default: the first file)")
+
+    def nested_versions(self, port: str, path: Path) -> dict[str, int]:
+        """The versions of the pipeline's node types belong in each scene's key."""
+        return pipeline_versions(path, list(self.params.set)) if port == "pipeline" else {}
 
     def run(self, ctx: Context, jobs: SceneJob, pipeline: Path) -> FileBlob:
         graph = load_pipeline(Path(pipeline), list(self.params.set))

@@ -14,26 +14,20 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from graphflow import FileBlob, Graph, UserError
-from graphflow.api import open_cache
+import graphflow as gf
+from graphflow import FileBlob, Graph, RunFailed, UserError
 from graphflow.errors import GraphInvalid
-from graphflow.executors import LocalExecutor
-from graphflow.scheduler import RunFailed, Scheduler
 
 from .jobs import SceneJob
 
 
 def load_pipeline(path: Path, overrides: list[str]) -> Graph:
     """The per-scene graph with `NODE.params.KEY=VALUE` overrides applied, checked."""
-    from graphflow.cli import apply_overrides
-
     if path is None or not Path(path).is_file():
         raise UserError(f"pipeline graph '{path}' does not exist", file=str(path), param="pipeline",
                         hint="pass --input pipeline=GRAPH.yaml (a graph with `scene` and `references` inputs)")
     try:
-        graph = Graph.from_yaml(Path(path))
-        apply_overrides(graph, overrides)
-        graph.check()
+        graph = Graph.from_yaml(Path(path)).apply_overrides(overrides).check()
     except GraphInvalid as exc:
         raise UserError(f"pipeline graph '{path}' is invalid: {exc}", file=str(path)) from exc
     if "scene" not in graph.inputs:
@@ -49,9 +43,8 @@ def run_pipeline(graph: Graph, job: SceneJob, device: str, log: logging.Logger) 
     inputs: dict[str, Any] = {"scene": job.scene}
     if "references" in graph.inputs:
         inputs["references"] = job.references
-    scheduler = Scheduler(graph, open_cache(None, disk=False), LocalExecutor(), device=device, show_progress=False)
     try:
-        result = scheduler.run(inputs)
+        result = gf.run(graph, inputs, cache=gf.open_cache(None, disk=False), executor="local", device=device)
     except RunFailed as exc:
         if exc.user_error:
             raise UserError(f"scene '{job.name}': {exc}", file=str(job.scene)) from exc
@@ -62,3 +55,14 @@ def run_pipeline(graph: Graph, job: SceneJob, device: str, log: logging.Logger) 
                         hint="its outputs must include a file (e.g. export.gltf)")
     log.info("scene %s: %s", job.name, result.report.summary())
     return blobs
+
+
+def pipeline_versions(path: Path, overrides: list[str]) -> dict[str, int]:
+    """`{node type: version}` of every node the pipeline graph runs: part of the batch node's key,
+    so bumping a node type's version re-runs the scenes (their outputs may change). An unreadable
+    or invalid pipeline gives {}: the run itself then reports it, with the usual message."""
+    try:
+        graph = load_pipeline(path, overrides)
+    except UserError:
+        return {}
+    return {spec.type: graph.node_class(nid).version for nid, spec in sorted(graph.nodes.items())}

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 import torch
-from toy_nodes import toys
+from helpers.cli import cli_env
+from helpers.toys import toys
 
 import graphflow as gf
 from graphflow import Graph
@@ -68,12 +69,9 @@ nodes:
   slow: {{type: toy.slow, params: {{seconds: 30}}, inputs: {{x: fast}}}}
 outputs: {{out: slow}}
 """)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    env["GRAPHFLOW_PLUGINS"] = "toy_plugin"
     cache = tmp_path / "cache"
     proc = subprocess.Popen([sys.executable, "-m", "graphflow.cli", "run", str(graph), "--cache", str(cache), "-q"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
     while not marker.exists() and time.time() < deadline:
         time.sleep(0.05)

@@ -36,6 +36,7 @@ def test_run_writes_report_and_reruns_nothing(tmp_path: Path, cli) -> None:
     report = json.loads((out / "report.json").read_text())
     assert {n["status"] for n in report["nodes"]} == {"cached"}
     third = cli("run", str(g), "--out", str(out), "-q", "--set", "s.params.factor=4")
+    assert third.returncode == 0, third.stderr
     report = json.loads((out / "report.json").read_text())
     assert {n["node"] for n in report["nodes"] if n["status"] == "ran"} == {"s"}
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from toy_nodes import Scale, toys
+from helpers.toys import Scale, toys
 
 from graphflow import Graph, GraphInvalid, UserError
 
@@ -83,3 +83,13 @@ def test_programmatic_editing_and_replace() -> None:
     g.remove("b")
     assert "b" not in g.nodes and "a" in g.nodes
     assert any("required input 'a'" in p.message for p in g.validate())
+
+
+def test_apply_overrides_is_a_graph_method() -> None:
+    g = Graph.from_yaml(GOOD, registry=toys)
+    assert g.apply_overrides(["s.params.factor=4", "*.params.value=[9]"]) is g
+    assert g.nodes["s"].params["factor"] == 4 and g.nodes["c"].params["value"] == [9]
+    for bad, culprit in [("s.factor=4", "NODE.params.KEY=VALUE"), ("zz.params.x=1", "unknown node 'zz'"),
+                         ("*.params.nothing=1", "no node has a param 'nothing'"), ("s.params.factor=[", "YAML")]:
+        with pytest.raises(UserError, match=culprit.replace("[", r"\[").replace(".", r"\.")):
+            g.apply_overrides([bad])

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import torch
-from toy_nodes import RUNS, toys
+from helpers.cli import cli_env
+from helpers.toys import RUNS, toys
 
 import graphflow as gf
 from graphflow import Graph
@@ -62,15 +62,14 @@ def test_noop_rerun_in_process_and_in_a_new_process(tmp_path: Path) -> None:
     again = gf.run(g, cache=tiers)
     assert RUNS == [] and {e.status for e in again.report.entries} == {"cached"}
     script = (
-        "import sys; sys.path.insert(0, %r)\n"
-        "from toy_nodes import toys, RUNS\n"
+        "from helpers.toys import toys, RUNS\n"
         "import graphflow as gf\n"
         "g = gf.Graph.from_yaml(%r, registry=toys)\n"
         "r = gf.run(g, cache=%r)\n"
         "print(sorted({e.status for e in r.report.entries}), RUNS, r.outputs['total'].item())\n"
-    ) % (str(Path(__file__).parent), YAML, str(tmp_path))
+    ) % (YAML, str(tmp_path))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                         env={**os.environ})
+                         env=cli_env())
     assert out.stdout.strip() == "['cached'] [] " + str(again.outputs["total"].item())
 
 

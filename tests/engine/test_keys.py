@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from toy_nodes import toys
+from helpers.toys import toys
 
 import graphflow as gf
 from graphflow import Graph

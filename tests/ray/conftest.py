@@ -1,15 +1,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+from helpers.cli import TESTS, CliRunner
 
 RAY_CPUS = 2
 
@@ -22,7 +18,7 @@ def ray_cluster() -> Iterator[str]:
     from graphflow.executors.ray import _driver_pythonpath
 
     # in the raylet's environment, so workers of other drivers (CLI subprocesses) import the toys too
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
     context = ray.init(num_cpus=RAY_CPUS, include_dashboard=False, log_to_driver=False, configure_logging=False,
              object_store_memory=256 * 2**20,
              runtime_env={"env_vars": {"PYTHONPATH": _driver_pythonpath()}})
@@ -50,16 +46,6 @@ def _warm_up(ray) -> None:  # noqa: ANN001
 
 
 @pytest.fixture
-def cli(tmp_path: Path):
-    """The real `graphflow` CLI in a subprocess, with the Ray toy nodes as a plugin."""
-
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
-        full_env = dict(os.environ)
-        full_env["PYTHONPATH"] = os.pathsep.join([str(HERE), full_env.get("PYTHONPATH", "")])
-        full_env["GRAPHFLOW_PLUGINS"] = "ray_toy_plugin"
-        full_env.setdefault("GRAPHFLOW_CACHE", str(tmp_path / "cache"))
-        full_env.update(env or {})
-        return subprocess.run([sys.executable, "-m", "graphflow.cli", *args], capture_output=True, text=True,
-                              env=full_env, timeout=timeout, cwd=tmp_path)
-
-    return run
+def cli(cli_factory: Callable[..., CliRunner]) -> CliRunner:
+    """The root CLI runner, with the longer timeout that Ray start-up needs on 2 loaded cores."""
+    return cli_factory(timeout=240)

@@ -84,3 +84,86 @@ def test_pipeline_errors(tmp_path: Path) -> None:
         load_pipeline(REPO / "graphs" / "batch_texture_scene.yaml", ["nope.params.steps=2"])
     graph = load_pipeline(REPO / "graphs" / "batch_texture_scene.yaml", ["semantic.params.steps=3"])
     assert graph.nodes["semantic"].params["steps"] == 3
+
+
+def test_batch_key_follows_the_versions_of_the_pipeline_nodes(tmp_path: Path, monkeypatch) -> None:
+    """Bumping the version of a node type the nested pipeline runs changes every scene's key (the
+    scenes re-run); bumping one it does not run changes nothing."""
+    from graphflow import Graph, registry
+    from graphflow.keys import KeyBuilder
+
+    scenes, refs = make_folders(tmp_path)
+    graph = Graph.from_yaml(REPO / "graphs" / "batch_texture.yaml")
+    inputs = graph.resolve_inputs({"scenes": scenes, "references": refs})
+
+    def texture_keys() -> dict[str, str]:
+        keys = KeyBuilder(graph, inputs)
+        jobs = scan_scene_folder(scenes, refs)  # what the `jobs` node outputs
+        keys.record("jobs", None, {"out": fingerprint(jobs)}, {"out": {k: fingerprint(v) for k, v in jobs.items()}})
+        params = graph.node_class("texture").Params.model_validate(graph.nodes["texture"].params)
+        return {item: keys.key_parts("texture", params, item).key() for item in keys.items_of("texture")}
+
+    before = texture_keys()
+    pipeline = Graph.from_yaml(REPO / "graphs" / "batch_texture_scene.yaml")
+    used = {spec.type for spec in pipeline.nodes.values()}
+    assert set(graph.node_class("texture")().nested_versions("pipeline", inputs["pipeline"])) == used
+    unused = next(name for name in registry.names() if name not in used and name != "batch.texture_scene")
+    monkeypatch.setattr(registry.get(unused), "version", registry.get(unused).version + 1)
+    assert texture_keys() == before
+    bumped = registry.get(sorted(used)[0])
+    monkeypatch.setattr(bumped, "version", bumped.version + 1)
+    after = texture_keys()
+    assert set(after) == set(before) == {"a_tent", "b_tent"}
+    assert all(after[k] != before[k] for k in before)
+
+
+def test_the_node_layer_does_not_import_the_cli() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, nodes.batch.nodes, nodes.catalog; print('graphflow.cli' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
+PIPELINE = """
+graph: tiny_pipeline
+inputs:
+  scene: {type: path, default: null}
+  references: {type: path, default: null}
+nodes:
+  size: {type: toy.table, inputs: {path: $inputs.scene}}
+  file: {type: toy.save, inputs: {x: size}}
+outputs: {file: file}
+"""
+BATCH = """
+graph: tiny_batch
+inputs:
+  scenes: {type: path, default: scenes}
+  references: {type: path, default: refs}
+  pipeline: {type: path, default: pipeline.yaml}
+nodes:
+  jobs: {type: io.scene_folder, inputs: {folder: $inputs.scenes, references: $inputs.references}}
+  texture: {type: batch.texture_scene, inputs: {jobs: jobs, pipeline: $inputs.pipeline}}
+  archive: {type: batch.archive, inputs: {files: texture}}
+outputs: {assets: archive}
+"""
+
+
+def test_batch_run_caches_per_scene_and_explains_its_nested_versions(tmp_path: Path, cli) -> None:
+    make_folders(tmp_path)
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE)
+    (tmp_path / "batch.yaml").write_text(BATCH)
+    env = {"GRAPHFLOW_PLUGINS": "helpers.toy_plugin,nodes.batch.nodes"}
+    first = cli("run", str(tmp_path / "batch.yaml"), "--out", str(tmp_path / "o1"), env=env)
+    assert first.returncode == 0, first.stderr
+    with zipfile.ZipFile(tmp_path / "o1" / "assets.zip") as archive:
+        assert archive.namelist() == ["a_tent.bin", "b_tent.bin"]
+    account = cli("explain", str(tmp_path / "batch.yaml"), "texture", "--item", "a_tent", env=env)
+    assert account.returncode == 0, account.stderr
+    assert "nested   toy.save v1, toy.table v1" in account.stdout
+    assert "same key as the last run" in account.stdout
+    (tmp_path / "scenes" / "b_tent.obj").write_text(TENT + "v 0 0 1\n")
+    second = cli("run", str(tmp_path / "batch.yaml"), "--out", str(tmp_path / "o2"), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "texture[b_tent] ran in" in second.stderr and "texture[a_tent]" not in second.stderr

@@ -10,7 +10,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO.parent / "shared" / "assets"
-PLUGINS = "ray_toy_plugin,nodes.batch.nodes"  # nodes.batch until nodes/catalog.py imports it
+PLUGINS = "helpers.toy_plugin,nodes.batch.nodes"  # nodes.batch until nodes/catalog.py imports it
 
 SMALL_DEMO = [  # small enough for a few minutes on 2 loaded cores (resolution 32 trips distill on thin walls)
     "semantic.params.steps=2", "pixel.params.steps=2", "superres.params.steps=2", "brdf.params.steps=2",

@@ -5,18 +5,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from ray_toy_nodes import raytoys
+from helpers.toys import toys
 
 import graphflow as gf
 from graphflow import Graph
 from graphflow.executors.ray import RayExecutor
-from graphflow.scheduler import RunFailed
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
 
 def graph(text: str) -> Graph:
-    return Graph.from_yaml(text, registry=raytoys)
+    return Graph.from_yaml(text, registry=toys)
 
 
 def statuses(result_or_report: gf.RunReport) -> dict[tuple[str, str | None], str]:
@@ -76,7 +75,7 @@ outputs: {total: total}
 """
     messages = {}
     for name, execu in (("local", "local"), ("ray", RayExecutor())):
-        with pytest.raises(RunFailed) as err:
+        with pytest.raises(gf.RunFailed) as err:
             gf.run(graph(text), cache=tmp_path / name, executor=execu)
         exc = err.value
         assert exc.user_error
@@ -103,7 +102,7 @@ nodes:
   f: {type: raytoy.fail_one, params: {bad_item: a, user: false}, inputs: {xs: xs}}
 outputs: {f: f}
 """)
-    with pytest.raises(RunFailed) as err:
+    with pytest.raises(gf.RunFailed) as err:
         gf.run(g, cache=tmp_path, executor=RayExecutor())
     assert not err.value.user_error
     assert "ZeroDivisionError" in str(err.value) and "f[a]" in str(err.value)
@@ -134,7 +133,7 @@ nodes:
   d: {{type: raytoy.die_once, params: {{marker: "{marker}", always: true}}, inputs: {{x: total}}}}
 outputs: {{d: d}}
 """)
-    with pytest.raises(RunFailed) as err:
+    with pytest.raises(gf.RunFailed) as err:
         gf.run(g, cache=tmp_path / "cache", executor=RayExecutor())
     assert not err.value.user_error
     assert "'d' failed on Ray after 1 retry" in str(err.value) and "worker" in str(err.value)

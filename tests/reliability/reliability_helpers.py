@@ -1,12 +1,11 @@
 """Shared helpers for the reliability tests: the real CLI in a subprocess, with the toy nodes as a plugin.
 
-The toy nodes live in `tests/engine/toy_nodes.py` and `rel_nodes.py` here (registered for
-subprocesses through `GRAPHFLOW_PLUGINS=toy_plugin,rel_nodes`); the real catalogue (`nodes`) is always registered through the
-entry point, so scene/reference cases use `io.load_scene`, `segment.parts` and `refs.bind`.
+The toy nodes live in `tests/helpers/toys.py` and `rel_nodes.py` here (registered for
+subprocesses through `GRAPHFLOW_PLUGINS=helpers.toy_plugin,rel_nodes`); the real catalogue (`nodes`) is always registered
+through the entry point, so scene/reference cases use `io.load_scene`, `segment.parts` and `refs.bind`.
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,20 +13,18 @@ from typing import Any
 
 import pytest
 
+from helpers.cli import cli_env as _cli_env
+
 HERE = Path(__file__).resolve().parent
-ENGINE_TESTS = HERE.parent / "engine"
 ASSETS = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
 BOX = ASSETS / "Box" / "Box.glb"
 CHAIR = ASSETS / "SheenChair" / "SheenChair.gltf"
 
-sys.path.insert(0, str(ENGINE_TESTS))  # toy_nodes for in-process use
 
 
 def cli_env(cache: Path | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ENGINE_TESTS), str(HERE), env.get("PYTHONPATH", "")])
-    env["GRAPHFLOW_PLUGINS"] = "toy_plugin,rel_nodes"
-    env["OMP_NUM_THREADS"] = "1"  # polite on a shared 2-core machine; also keeps runs deterministic
+    env = _cli_env(plugins="helpers.toy_plugin,rel_nodes", extra_path=[HERE],
+                   env={"OMP_NUM_THREADS": "1"})  # polite on a shared 2-core machine; also keeps runs deterministic
     if cache is not None:
         env["GRAPHFLOW_CACHE"] = str(cache)
     env.update(extra or {})

@@ -1,7 +1,7 @@
 """Fuzzing untrusted inputs with hypothesis (issue 8): only the documented user errors
 (`graphflow.UserError`, or its subclass `GraphInvalid`) may ever come out.
 
-- The YAML graph loader and validator (`load_graph(...).check()`) on text mutations of the
+- The YAML graph loader and validator (`Graph.from_yaml(...).check()`) on text mutations of the
   shipped graphs (`graphs/*.yaml`) and of a toy graph, on structural mutations of their parsed
   documents (values swapped for other values, keys deleted or renamed, links rewired), and on
   generated YAML documents. A graph that loads and checks must also round-trip through
@@ -26,12 +26,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-import reliability_helpers  # noqa: F401 - puts tests/engine (toy_nodes) on sys.path
-from toy_nodes import toys
+from helpers.toys import toys
 
-from graphflow import GraphInvalid, Registry, UserError
+from graphflow import Graph, GraphInvalid, Registry, UserError
 from graphflow.registry import registry as default_registry
-from graphflow.yamlio import dump_graph, graph_to_dict, load_graph
 
 REPO = Path(__file__).resolve().parents[2]
 FUZZ = dict(deadline=None, derandomize=True, database=None,
@@ -57,10 +55,9 @@ outputs: {scaled: s, total: t, added: ad}
 
 def _fuzz_registry() -> Registry:
     """The real catalogue plus the toy nodes, isolated from the process-wide registry."""
-    reg = Registry()
-    reg._plugins_loaded = True
-    for cls in [*default_registry.types.values(), *toys.types.values()]:
-        reg.register(cls)
+    reg = Registry(plugins=False)
+    reg.include(default_registry)
+    reg.include(toys)
     default_registry.load_plugins()
     for cls in default_registry.types.values():
         reg.types.setdefault(cls.name, cls)
@@ -77,7 +74,7 @@ def load_and_check(text: str) -> None:
     """The only allowed outcomes: a valid graph that round-trips, or a UserError/GraphInvalid with a message."""
     start = time.perf_counter()
     try:
-        graph = load_graph(text if "\n" in text else text + "\n", registry=REGISTRY)
+        graph = Graph.from_yaml(text if "\n" in text else text + "\n", registry=REGISTRY)
         graph.check()
     except GraphInvalid as exc:
         assert exc.problems and str(exc).strip()
@@ -87,8 +84,8 @@ def load_and_check(text: str) -> None:
         return
     finally:
         assert time.perf_counter() - start < TIME_LIMIT_S, "loading and checking took too long"
-    again = load_graph(dump_graph(graph), registry=REGISTRY)
-    assert graph_to_dict(again) == graph_to_dict(graph), "to_yaml/from_yaml round trip is lossy"
+    again = Graph.from_yaml(graph.to_yaml(), registry=REGISTRY)
+    assert again.to_dict() == graph.to_dict(), "to_yaml/from_yaml round trip is lossy"
 
 
 # ---------------------------------------------------------------- text mutations
