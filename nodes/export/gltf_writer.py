@@ -18,6 +18,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,30 @@ def material_images(maps: PBRMaps) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     grown = dilated(maps)
     orm = torch.cat([grown.occlusion, grown.roughness, grown.metallic], dim=0)
     return linear_to_srgb(grown.albedo), orm.clamp(0.0, 1.0), grown.normal * 0.5 + 0.5
+
+
+@dataclass(frozen=True)
+class MaterialPngs:
+    """One instance's three PNGs, shared byte for byte by the glTF, USD and MaterialX exports (so every
+    client sees the same pixels): sRGB base colour; linear ORM (R occlusion, G roughness, B metallic);
+    tangent-space normal (+Y up, OpenGL convention) encoded as n * 0.5 + 0.5."""
+
+    base_color: bytes
+    orm: bytes
+    normal: bytes
+
+
+def material_pngs(maps: PBRMaps) -> MaterialPngs:
+    """The PNG bytes of `material_images(maps)`."""
+    base_colour, orm, normal = material_images(maps)
+    return MaterialPngs(base_color=encode_png(base_colour), orm=encode_png(orm), normal=encode_png(normal))
+
+
+def sheen_colour(maps: PBRMaps) -> list[float]:
+    """Sheen colour of a fabric: the mean albedo brightened, same hue (a velvet rim), 6 decimals."""
+    mean_albedo = maps.albedo[:, maps.mask.to(torch.bool)].mean(dim=1) if bool(maps.mask.any()) \
+        else torch.full((3,), 0.5)
+    return [round(float(c), 6) for c in (mean_albedo.clamp(0.0, 1.0) ** 0.5).tolist()]
 
 
 class _BinaryBuilder:
@@ -191,10 +216,10 @@ def build_glb(scene: Scene, instances: Mapping[str, Instance], pbr: Mapping[str,
         if int(instance.face_mask.sum()) == 0:
             continue
         maps = pbr[inst_name]
-        base_colour, orm, normal = material_images(maps)
-        base_tex = add_texture(encode_png(base_colour), f"{inst_name}_baseColor")
-        orm_tex = add_texture(encode_png(orm), f"{inst_name}_occlusionRoughnessMetallic")
-        normal_tex = add_texture(encode_png(normal), f"{inst_name}_normal")
+        pngs = material_pngs(maps)
+        base_tex = add_texture(pngs.base_color, f"{inst_name}_baseColor")
+        orm_tex = add_texture(pngs.orm, f"{inst_name}_occlusionRoughnessMetallic")
+        normal_tex = add_texture(pngs.normal, f"{inst_name}_normal")
         material: dict[str, Any] = {
             "name": inst_name,
             "pbrMetallicRoughness": {
@@ -207,11 +232,8 @@ def build_glb(scene: Scene, instances: Mapping[str, Instance], pbr: Mapping[str,
             "occlusionTexture": {"index": orm_tex},
         }
         if sheen_for_fabric and maps.material == "fabric":
-            mean_albedo = maps.albedo[:, maps.mask.to(torch.bool)].mean(dim=1) if bool(maps.mask.any()) \
-                else torch.full((3,), 0.5)
-            sheen_colour = (mean_albedo.clamp(0.0, 1.0) ** 0.5).tolist()  # brighter, same hue: velvet rim
             material["extensions"] = {"KHR_materials_sheen": {
-                "sheenColorFactor": [round(float(c), 6) for c in sheen_colour],
+                "sheenColorFactor": sheen_colour(maps),
                 "sheenRoughnessFactor": 0.5,
             }}
             uses_sheen = True
