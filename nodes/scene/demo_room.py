@@ -8,7 +8,10 @@ with padding between islands, no overlap. Vertical faces have texture-up =
 world-up. Units are metres, +Y up, the room spans x in [-2.5, 2.5],
 z in [-2, 2], the floor at y = 0; walls face into the room.
 
-References: one procedural image per instance (`patterns.py`), seeded by
+References: one procedural image per instance (`patterns.py`), each with the
+real-world width it spans (`swatch_size`: the floor's image shows 4 tiles of
+0.3 m, the table's 4 planks of 0.15 m) and its mode (the rug's picture is
+`fit` once over its top, every other swatch `tile`s), seeded by
 `seeds[name]` when given, else by a hash of (`seed`, name); an instance's
 reference depends on nothing else, so changing one seed changes one item.
 """
@@ -52,6 +55,8 @@ class DemoInstance:
     pattern: str
     prompt: str
     quads: tuple[Quad, ...]
+    swatch_size: float = 1.0  # metres the reference image's width spans
+    mode: str = "tile"  # "fit": the rug's picture is placed once over its top
 
 
 X, Y, Z = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)
@@ -98,21 +103,21 @@ def room_layout() -> tuple[DemoInstance, ...]:
     return (
         DemoInstance("floor", "ceramic", "floor ceramic tiles", "floor_tiles",
                      "cream ceramic floor tiles with grey grout",
-                     (Quad((-2.5, 0.0, -2.0), X, Z, 5.0, 4.0, Y, (10, 8)),)),
+                     (Quad((-2.5, 0.0, -2.0), X, Z, 5.0, 4.0, Y, (10, 8)),), swatch_size=1.2),
         DemoInstance("wall_back", "paper", "back wall striped wallpaper", "wallpaper",
                      "sage and cream striped wallpaper with a diamond motif",
-                     (Quad((-2.5, 2.7, -2.0), X, _neg(Y), 5.0, 2.7, Z, (10, 6)),)),
+                     (Quad((-2.5, 2.7, -2.0), X, _neg(Y), 5.0, 2.7, Z, (10, 6)),), swatch_size=0.8),
         DemoInstance("wall_side", "paint", "side wall ochre paint", "painted_plaster",
                      "warm terracotta painted plaster wall",
-                     (Quad((-2.5, 2.7, 2.0), _neg(Z), _neg(Y), 4.0, 2.7, X, (8, 6)),)),
+                     (Quad((-2.5, 2.7, 2.0), _neg(Z), _neg(Y), 4.0, 2.7, X, (8, 6)),), swatch_size=1.0),
         DemoInstance("rug", "fabric", "rug wool kilim", "rug_pattern", "red and navy kilim rug with a diamond lattice",
-                     tuple(box((0.4, 0.005, 0.0), (2.4, 0.01, 1.6), skip_bottom=True))),
+                     tuple(box((0.4, 0.005, 0.0), (2.4, 0.01, 1.6), skip_bottom=True)), swatch_size=2.4, mode="fit"),
         DemoInstance("table", "wood", "table oak wood", "wood_grain", "light oak wood with visible grain",
-                     tuple(table)),
+                     tuple(table), swatch_size=0.6),
         DemoInstance("sofa", "fabric", "sofa teal woven fabric", "fabric_weave", "teal woven upholstery fabric",
-                     tuple(sofa)),
+                     tuple(sofa), swatch_size=0.3),
         DemoInstance("shelf", "metal", "shelf brushed steel", "brushed_metal", "brushed stainless steel",
-                     tuple(shelf)),
+                     tuple(shelf), swatch_size=0.5),
     )
 
 
@@ -202,7 +207,8 @@ def room_reference(instance: DemoInstance, seed: int, size: int) -> Reference:
     generator = torch.Generator(device="cpu").manual_seed(seed)
     srgb = PATTERNS[instance.pattern](generator, size)
     linear = kornia.color.rgb_to_linear_rgb(srgb.clamp(0, 1)).contiguous()
-    return Reference(images=(linear,), material=instance.material_class, prompt=instance.prompt)
+    return Reference(images=(linear,), material=instance.material_class, prompt=instance.prompt,
+                     size=instance.swatch_size, mode=instance.mode)
 
 
 def build_room_references(seed: int = 0, seeds: dict[str, int] | None = None, size: int = 256) -> Keyed[Reference]:

@@ -18,15 +18,31 @@ Conventions of the returned parts:
   `<node>_<primitive index>`;
 - triangle strips and fans become triangle lists; points and lines are
   skipped (logged);
+- instancing: a mesh used by several nodes gives one part per node (each
+  with that node's transform and name), so `segment.parts` makes one
+  instance per node; a node with EXT_mesh_gpu_instancing gives one part per
+  GPU instance, named `<node>_<k>`;
 - `texture`: the material's baseColor image decoded to linear RGB, multiplied
   by the RGB of `baseColorFactor` (both linear, as the glTF spec shades
-  them), downscaled so its long side is at most `texture_size`; a
-  `KHR_texture_transform` on it is *not* applied but recorded in the part info.
+  them), downscaled so its long side is at most `texture_size`;
+  `texture_uvs`: the UVs it is sampled at, i.e. the baseColor's `texCoord`
+  set (TEXCOORD_0, TEXCOORD_1...) with its `KHR_texture_transform` applied
+  as the spec writes it (`uv.apply_texture_transform`); the transform is
+  recorded in the part info as `base_color_texture_transform` (already
+  applied: consumers sample `Scene.source_uvs` as they are);
+- accessors: sparse accessors are decoded (base values, then the sparse
+  substitutions); any index type (uint32 for meshes over 65k vertices);
+- extensions (`gltf_ext`): Draco-compressed primitives are decoded with
+  DracoPy; `KHR_mesh_quantization` integer attributes are read; with
+  `KHR_materials_variants` each primitive keeps its default material; a
+  required extension graphflow cannot read is a `UserError` naming it, an
+  optional one is ignored with a one-line note.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import logging
 import math
@@ -43,7 +59,10 @@ import torch
 
 from graphflow import UserError
 
+from . import gltf_ext
+from .gltf_ext import DRACO, GPU_INSTANCING, MESHOPT, QUANTIZATION, WEBP
 from .images import DEFAULT_MAX_PIXELS, decode_image_bytes, fit_long_side, load_image
+from .uv import apply_texture_transform
 
 GLB_MAGIC = b"glTF"
 CHUNK_JSON = 0x4E4F534A
@@ -71,7 +90,8 @@ class MeshPart:
     tangents: np.ndarray | None = None
     texture: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
-    source_uvs: np.ndarray | None = None  # filled by loader.clean_part: the file's UVs, NaN where absent
+    source_uvs: np.ndarray | None = None  # filled by loader.clean_part: the texture lookup UVs, NaN where absent
+    texture_uvs: np.ndarray | None = None  # UVs `texture` is sampled at (texCoord set, transform applied); None: uvs
 
 
 # The fields this loader reads, with their JSON types: checked before pygltflib sees the document,
@@ -162,6 +182,8 @@ class _Reader:
         self.buffers: dict[int, bytes] = {}
         self.textures: dict[tuple[int, tuple[float, float, float]], torch.Tensor | None] = {}
         self.doc: pygltflib.GLTF2
+        self.raw: dict[str, Any] = {}  # the JSON as parsed, for fields read before/beside pygltflib
+        self.extensions: set[str] = set()
 
     # ---- errors ----
     def fail(self, message: str, hint: str | None = None) -> UserError:
@@ -191,6 +213,8 @@ class _Reader:
         problem = schema_problem(obj)
         if problem:
             raise self.fail(problem)
+        self.raw = obj
+        self.extensions = gltf_ext.check_extensions(obj, self.fail, self.name, self.log)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # dataclasses_json warns on every optional field left out
@@ -260,6 +284,10 @@ class _Reader:
         buf = self.item("buffers", index, what)
         declared = self.uint(buf.byteLength, f"buffers[{index}].byteLength")
         uri = buf.uri
+        extensions = buf.extensions if isinstance(buf.extensions, dict) else {}
+        if uri is None and isinstance(extensions.get(MESHOPT), dict) and extensions[MESHOPT].get("fallback"):
+            raise self.fail(f"{what} reads buffers[{index}], a placeholder for {MESHOPT} data without a fallback",
+                            hint=gltf_ext.UNSUPPORTED[MESHOPT])
         if uri is None:
             if self.glb_bin is None or index != 0:
                 raise self.fail(f"buffers[{index}] has no uri and there is no .glb BIN chunk for it")
@@ -319,8 +347,6 @@ class _Reader:
         """An accessor's elements as float64/int64 `[count, n]`, normalized ints scaled to [0, 1]/[-1, 1]."""
         acc = self.item("accessors", index, what)
         label = f"accessors[{index}] ({what})"
-        if acc.sparse is not None:
-            raise self.fail(f"{label} is sparse, which is not supported", hint="re-export without sparse accessors")
         ctype, atype = acc.componentType, acc.type
         if ctype not in components:
             raise self.fail(f"{label} has componentType {ctype!r}; expected one of {list(components)}")
@@ -349,6 +375,9 @@ class _Reader:
                                 f"has {length}", hint="the file is truncated or corrupt")
             array = np.ndarray(shape=(count, n), dtype=dtype, buffer=data, offset=start + offset,
                                strides=(stride, dtype.itemsize)).copy()
+        sparse = self.raw_item("accessors", index).get("sparse")
+        if sparse is not None:
+            self.apply_sparse(array, sparse, label)
         if ctype == 5126:
             return array.astype(np.float64)
         if acc.normalized:
@@ -357,6 +386,41 @@ class _Reader:
                 raise self.fail(f"{label} is normalized with componentType {ctype}, which glTF does not allow")
             return np.maximum(array.astype(np.float64) / scale, -1.0)
         return array.astype(np.int64)
+
+    def raw_item(self, collection: str, index: int) -> dict[str, Any]:
+        """The JSON object of an (already range-checked) item, as written in the file."""
+        item = (self.raw.get(collection) or [])[index]
+        return item if isinstance(item, dict) else {}
+
+    def apply_sparse(self, array: np.ndarray, sparse: Any, label: str) -> None:
+        """Write a sparse accessor's substitutions into its base values `array` ([count, n], in place)."""
+        where = f"{label}.sparse"
+        if not isinstance(sparse, dict) or not isinstance(sparse.get("indices"), dict) \
+                or not isinstance(sparse.get("values"), dict):
+            raise self.fail(f"{where} must be an object with 'count', 'indices' and 'values'")
+        count = self.uint(sparse.get("count"), f"{where}.count")
+        if not 1 <= count <= len(array):
+            raise self.fail(f"{where}.count is {count}; it must be in 1..{len(array)} (the accessor's count)")
+        indices_info, values_info = sparse["indices"], sparse["values"]
+        itype = indices_info.get("componentType")
+        if itype not in (5121, 5123, 5125):
+            raise self.fail(f"{where}.indices.componentType must be 5121, 5123 or 5125, got {itype!r}")
+        indices = self._packed(indices_info, COMPONENT_DTYPES[itype], count, 1, f"{where}.indices")[:, 0]
+        indices = indices.astype(np.int64)
+        if (np.diff(indices) <= 0).any() or int(indices[-1]) >= len(array):
+            raise self.fail(f"{where}.indices must increase strictly and stay below {len(array)}")
+        values = self._packed(values_info, array.dtype, count, array.shape[1], f"{where}.values")
+        array[indices] = values
+
+    def _packed(self, info: dict[str, Any], dtype: np.dtype, count: int, n: int, where: str) -> np.ndarray:
+        """`count` tightly packed elements of `n` components from `info`'s bufferView and byteOffset."""
+        data, start, length, _ = self.buffer_view(info.get("bufferView"), where)
+        offset = self.uint(info.get("byteOffset"), f"{where}.byteOffset", default=0)
+        needed = offset + count * n * dtype.itemsize
+        if needed > length:
+            raise self.fail(f"{where} needs {needed} bytes but its bufferView has {length}",
+                            hint="the file is truncated or corrupt")
+        return np.frombuffer(data, dtype=dtype, count=count * n, offset=start + offset).reshape(count, n).copy()
 
     # ---- scene graph ----
     def node_matrix(self, index: int, node: Any) -> np.ndarray:
@@ -369,6 +433,10 @@ class _Reader:
         t = self.vector(node.translation, 3, f"{label}.translation", [0.0, 0.0, 0.0])
         r = self.vector(node.rotation, 4, f"{label}.rotation", [0.0, 0.0, 0.0, 1.0])
         s = self.vector(node.scale, 3, f"{label}.scale", [1.0, 1.0, 1.0])
+        return self.trs_matrix(t, r, s, label)
+
+    def trs_matrix(self, t: np.ndarray, r: np.ndarray, s: np.ndarray, label: str) -> np.ndarray:
+        """4x4 matrix of a translation, a (normalized here) rotation quaternion xyzw and a scale."""
         norm = float(np.linalg.norm(r))
         if norm < 1e-8:
             raise self.fail(f"{label}.rotation is a zero quaternion")
@@ -382,6 +450,34 @@ class _Reader:
         m[:3, :3] = rot * s[None, :]
         m[:3, 3] = t
         return m
+
+    def gpu_instances(self, index: int, node: Any, world: np.ndarray) -> list[tuple[int | None, np.ndarray]]:
+        """(instance number or None, world matrix) per copy of a node's mesh: one copy, or one per
+        EXT_mesh_gpu_instancing instance (its TRS applied in the node's space)."""
+        extensions = node.extensions if isinstance(node.extensions, dict) else {}
+        ext = extensions.get(GPU_INSTANCING)
+        if ext is None or GPU_INSTANCING not in self.extensions:
+            return [(None, world)]
+        label = f"nodes[{index}].extensions.{GPU_INSTANCING}"
+        attributes = ext.get("attributes") if isinstance(ext, dict) else None
+        if not isinstance(attributes, dict) or not attributes:
+            raise self.fail(f"{label}.attributes must name TRANSLATION, ROTATION and/or SCALE accessors")
+        arrays = {}
+        for name, atype, components in (("TRANSLATION", "VEC3", (5126,)), ("ROTATION", "VEC4", (5126, 5120, 5122)),
+                                        ("SCALE", "VEC3", (5126,))):
+            if name in attributes:
+                arrays[name] = self.accessor(attributes[name], f"{label} {name}", types=(atype,),
+                                             components=components, max_count=self.max_faces)
+        counts = {len(a) for a in arrays.values()}
+        if len(counts) != 1:
+            raise self.fail(f"{label}: its accessors have different counts ({sorted(counts)})")
+        count = counts.pop()
+        t = arrays.get("TRANSLATION", np.zeros((count, 3)))
+        r = arrays.get("ROTATION", np.tile([0.0, 0.0, 0.0, 1.0], (count, 1)))
+        s = arrays.get("SCALE", np.ones((count, 3)))
+        if not all(np.isfinite(a).all() for a in (t, r, s)):
+            raise self.fail(f"{label}: an instance transform is NaN or infinite")
+        return [(k, world @ self.trs_matrix(t[k], r[k], s[k], f"{label} instance {k}")) for k in range(count)]
 
     def vector(self, value: Any, n: int, what: str, default: list[float]) -> np.ndarray:
         if value is None:
@@ -442,24 +538,49 @@ class _Reader:
             info["base_color_factor"] = [float(x) for x in factor]
             tex_info = pbr.baseColorTexture
             if tex_info is not None and not isinstance(tex_info, (int, float, str, list)):
-                texcoord = tex_info.texCoord if tex_info.texCoord is not None else 0
-                if texcoord != 0:
-                    info["base_color_texcoord"] = texcoord
-                extensions = tex_info.extensions if isinstance(tex_info.extensions, dict) else {}
-                transform = extensions.get("KHR_texture_transform")
-                if isinstance(transform, dict):
-                    info["base_color_uv_transform"] = {
-                        k: transform[k] for k in ("offset", "rotation", "scale", "texCoord") if k in transform
-                    }
+                info.update(self.texture_lookup(tex_info, index))
                 texture = self.base_color(tex_info.index, index, tuple(float(x) for x in factor[:3]))
         return name, info, texture
+
+    def base_color_texcoord(self, index: Any, label: str) -> int:
+        """The TEXCOORD set a material's baseColor reads (0 without a material or texture); decodes nothing."""
+        if index is None:
+            return 0
+        pbr = self.item("materials", index, f"{label}.material").pbrMetallicRoughness
+        tex_info = getattr(pbr, "baseColorTexture", None) if not isinstance(pbr, (int, float, str, list)) else None
+        if tex_info is None or isinstance(tex_info, (int, float, str, list)):
+            return 0
+        return int(self.texture_lookup(tex_info, index).get("base_color_texcoord", 0))
+
+    def texture_lookup(self, tex_info: Any, material_index: int) -> dict[str, Any]:
+        """Part info saying where the baseColor is sampled: `base_color_texcoord` (when not 0) and
+        `base_color_texture_transform` (when KHR_texture_transform is present and not the identity)."""
+        where = f"materials[{material_index}].pbrMetallicRoughness.baseColorTexture"
+        texcoord = self.uint(tex_info.texCoord, f"{where}.texCoord", default=0)
+        try:
+            transform = gltf_ext.texture_transform(tex_info.extensions)
+        except ValueError as exc:
+            raise self.fail(f"{where}: {exc}") from None
+        info: dict[str, Any] = {}
+        if transform is not None:
+            texcoord = transform.pop("texCoord", texcoord)  # the extension's texCoord overrides the textureInfo's
+            if not gltf_ext.is_identity(transform):
+                info["base_color_texture_transform"] = transform
+        if texcoord != 0:
+            info["base_color_texcoord"] = texcoord
+        return info
 
     def base_color(self, texture_index: Any, material_index: int,
                    factor: tuple[float, float, float]) -> torch.Tensor | None:
         tex = self.item("textures", texture_index, f"materials[{material_index}].baseColorTexture")
         source = tex.source
+        extensions = tex.extensions if isinstance(tex.extensions, dict) else {}
+        webp = extensions.get(WEBP)
+        if isinstance(webp, dict) and _is_int(webp.get("source")):
+            source = webp["source"]  # preferred over the fallback `source` (Pillow decodes WebP)
         if source is None:
-            self.log.info("%s: textures[%s] has no PNG/JPEG source; its part gets no texture", self.name, texture_index)
+            self.log.info("%s: textures[%s] has no PNG/JPEG/WebP source; its part gets no texture", self.name,
+                          texture_index)
             return None
         key = (int(source) if _is_int(source) else -1, factor)
         if key in self.textures:
@@ -535,14 +656,15 @@ def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int =
         return _read_parts(reader, path, max_faces, log)
 
 
-def _read_parts(reader: _Reader, path: Path, max_faces: int, log: logging.Logger) -> list[MeshPart]:
-    doc = reader.doc
-    max_vertices = 3 * max_faces + 3
+_Plan = list[tuple[int, int | None, np.ndarray, int, Any, int]]  # node, GPU copy, world, mesh, primitive, its index
 
-    # Pass 1: which primitives to read, and whether the triangle count fits the limit (no big reads yet).
-    plan: list[tuple[int, np.ndarray, int, Any, int]] = []
+
+def _plan(reader: _Reader, path: Path, max_faces: int, log: logging.Logger) -> _Plan:
+    """Pass 1: which primitives to read, and whether the triangle count fits the limit (no big reads yet)."""
+    doc = reader.doc
+    plan: _Plan = []
     total_faces = 0
-    for node_index, world in reader.walk():
+    for node_index, node_world in reader.walk():
         node = doc.nodes[node_index]
         if node.mesh is None:
             continue
@@ -550,7 +672,8 @@ def _read_parts(reader: _Reader, path: Path, max_faces: int, log: logging.Logger
         prims = mesh.primitives
         if not isinstance(prims, list) or not prims:
             raise reader.fail(f"meshes[{node.mesh}] has no primitives")
-        for prim_index, prim in enumerate(prims):
+        for (copy, world), (prim_index, prim) in itertools.product(
+                reader.gpu_instances(node_index, node, node_world), enumerate(prims)):
             label = f"meshes[{node.mesh}].primitives[{prim_index}]"
             if prim is None or isinstance(prim, (int, float, str, list)):
                 raise reader.fail(f"{label} is not an object")
@@ -571,86 +694,177 @@ def _read_parts(reader: _Reader, path: Path, max_faces: int, log: logging.Logger
             if total_faces > max_faces:
                 raise UserError(f"the scene has more than max_faces = {max_faces:,} triangles", file=str(path),
                                 param="max_faces", hint="raise max_faces (memory grows with it) or decimate the scene")
-            plan.append((node_index, world, int(node.mesh), prim, prim_index))
+            plan.append((node_index, copy, world, int(node.mesh), prim, prim_index))
     if not plan:
         raise reader.fail("the scene has no triangle meshes (only points/lines, or no meshes at all)")
+    return plan
 
+
+def _read_parts(reader: _Reader, path: Path, max_faces: int, log: logging.Logger) -> list[MeshPart]:
+    """Pass 2: each planned primitive read, moved to world space and named (see the module docstring)."""
+    doc = reader.doc
+    plan = _plan(reader, path, max_faces, log)
     parts: list[MeshPart] = []
-    node_names: dict[int, str] = {}
+    node_names: dict[tuple[int, int | None], str] = {}
     taken: set[str] = set()
-    for node_index, world, mesh_index, prim, prim_index in plan:
+    for node_index, copy, world, mesh_index, prim, prim_index in plan:
         node = doc.nodes[node_index]
         mesh = doc.meshes[mesh_index]
         mesh_name = mesh.name if isinstance(mesh.name, str) and mesh.name else f"mesh_{mesh_index}"
-        if node_index not in node_names:
+        if (node_index, copy) not in node_names:
             base = node.name if isinstance(node.name, str) and node.name else (
                 mesh.name if isinstance(mesh.name, str) and mesh.name else f"node_{node_index}")
-            node_names[node_index] = _unique_name(base, taken)
-            taken.add(node_names[node_index])
-        node_name = node_names[node_index]
+            base = base if copy is None else f"{base}_{copy}"  # one name (instance) per GPU instance
+            node_names[node_index, copy] = _unique_name(base, taken)
+            taken.add(node_names[node_index, copy])
+        node_name = node_names[node_index, copy]
         label = f"meshes[{mesh_index}].primitives[{prim_index}]"
-        attrs = prim.attributes
-        if attrs is None or isinstance(attrs, (int, float, str, list)):
-            raise reader.fail(f"{label} has no attributes")
-        if attrs.POSITION is None:
-            raise reader.fail(f"{label} has no POSITION attribute")
-        positions = reader.accessor(attrs.POSITION, f"{label} POSITION", types=("VEC3",), components=(5126,),
-                                    max_count=max_vertices)
-        if not np.isfinite(positions).all():
-            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
-            raise reader.fail(f"{label}: POSITION of vertex {bad} is NaN or infinite")
-        num_vertices = len(positions)
-
-        def optional(accessor_index: Any, name: str, atype: str, components: tuple[int, ...],
-                     _label: str = label, _n: int = num_vertices) -> np.ndarray | None:
-            if accessor_index is None:
-                return None
-            values = reader.accessor(accessor_index, f"{_label} {name}", types=(atype,), components=components,
-                                     max_count=max_vertices)
-            if len(values) != _n:
-                raise reader.fail(f"{_label}: {name} has {len(values)} elements but POSITION has {_n}")
-            return values
-
-        normals = optional(attrs.NORMAL, "NORMAL", "VEC3", (5126,))
-        tangents = optional(attrs.TANGENT, "TANGENT", "VEC4", (5126,))
-        uvs = optional(attrs.TEXCOORD_0, "TEXCOORD_0", "VEC2", (5126, 5121, 5123))
-        if prim.indices is not None:
-            indices = reader.accessor(prim.indices, f"{label} indices", types=("SCALAR",),
-                                      components=(5121, 5123, 5125), max_count=3 * max_faces + 3)[:, 0]
-        else:
-            indices = np.arange(num_vertices, dtype=np.int64)
-        if len(indices) and int(indices.max()) >= num_vertices:
-            raise reader.fail(f"{label}: vertex index {int(indices.max())} is out of range for {num_vertices} vertices")
-        faces = _triangles(indices.astype(np.int64), int(prim.mode if prim.mode is not None else 4))
-
-        linear = world[:3, :3]
-        det = float(np.linalg.det(linear))
-        if not math.isfinite(det) or abs(det) < 1e-30:
-            raise reader.fail(f"nodes[{node_index}] has a singular or non-finite transform")
-        world_positions = positions @ linear.T + world[:3, 3]
-        if not np.isfinite(world_positions).all():
-            raise reader.fail(f"{label}: positions become infinite after nodes[{node_index}]'s transform")
-        if det < 0:
-            faces = faces[:, [0, 2, 1]]
-        if normals is not None:
-            normals = normals @ np.linalg.inv(linear)
-        if tangents is not None:
-            handedness = np.sign(det) * np.where(tangents[:, 3:] < 0, -1.0, 1.0)
-            tangents = np.concatenate([tangents[:, :3] @ linear.T, handedness], axis=1)
-
-        material_name, material_info, texture = reader.material_of(prim.material, label)
+        raw_prim = reader.raw_item("meshes", mesh_index).get("primitives", [])[prim_index]
+        arrays = _primitive_arrays(reader, prim, raw_prim.get("attributes") or {}, label, max_faces,
+                                   reader.base_color_texcoord(prim.material, label))
+        material_name, material_info, texture = reader.material_of(prim.material, label)  # geometry errors first
         name = node_name if len(mesh.primitives) == 1 else f"{node_name}_{prim_index}"
         info: dict[str, Any] = {"node": node_name, "mesh": mesh_name, "primitive": prim_index,
                                 "material": material_name, **material_info}
-        parts.append(MeshPart(
-            name=name, info=info,
-            positions=world_positions.astype(np.float32), faces=faces,
-            normals=None if normals is None else normals.astype(np.float32),
-            uvs=None if uvs is None else uvs.astype(np.float32),
-            tangents=None if tangents is None else tangents.astype(np.float32),
-            texture=texture,
-        ))
+        part = _world_part(reader, arrays, world, node_index, label, name, info)
+        part.texture = texture
+        if texture is not None or "base_color_texture_transform" in material_info:
+            lookup = arrays.texture_uvs if arrays.texture_uvs is not None else arrays.uvs
+            if lookup is not None:
+                part.texture_uvs = apply_texture_transform(
+                    lookup.astype(np.float32), material_info.get("base_color_texture_transform"))
+        parts.append(part)
     return parts
+
+
+@dataclass
+class _Arrays:
+    """A primitive's vertex data as read from the file (object space)."""
+
+    positions: np.ndarray
+    faces: np.ndarray
+    normals: np.ndarray | None
+    tangents: np.ndarray | None
+    uvs: np.ndarray | None  # TEXCOORD_0
+    texture_uvs: np.ndarray | None  # TEXCOORD_<n> of the baseColor when n != 0
+
+
+def _attribute_components(reader: _Reader) -> dict[str, tuple[int, ...]]:
+    """Allowed componentTypes per attribute; KHR_mesh_quantization widens them to integers."""
+    if QUANTIZATION in reader.extensions:
+        return {"POSITION": (5126, 5120, 5121, 5122, 5123), "NORMAL": (5126, 5120, 5122),
+                "TANGENT": (5126, 5120, 5122), "TEXCOORD": (5126, 5120, 5121, 5122, 5123)}
+    return {"POSITION": (5126,), "NORMAL": (5126,), "TANGENT": (5126,), "TEXCOORD": (5126, 5121, 5123)}
+
+
+def _primitive_arrays(reader: _Reader, prim: Any, raw_attrs: dict[str, Any], label: str, max_faces: int,
+                      texcoord: int) -> _Arrays:
+    """Positions, triangles and the optional attributes of one primitive (Draco-decoded when compressed).
+    `raw_attrs`: the primitive's `attributes` as written in the JSON (name -> accessor index)."""
+    if not raw_attrs:
+        raise reader.fail(f"{label} has no attributes")
+    extensions = prim.extensions if isinstance(prim.extensions, dict) else {}
+    if isinstance(extensions.get(DRACO), dict) and DRACO in reader.extensions and gltf_ext.draco_available():
+        return _draco_arrays(reader, prim, extensions[DRACO], raw_attrs, label, max_faces, texcoord)
+    max_vertices = 3 * max_faces + 3
+    components = _attribute_components(reader)
+    if raw_attrs.get("POSITION") is None:
+        raise reader.fail(f"{label} has no POSITION attribute")
+    positions = reader.accessor(raw_attrs["POSITION"], f"{label} POSITION", types=("VEC3",),
+                                components=components["POSITION"], max_count=max_vertices)
+    num_vertices = len(positions)
+
+    def optional(name: str, atype: str, kind: str) -> np.ndarray | None:
+        index = raw_attrs.get(name)
+        if index is None:
+            return None
+        values = reader.accessor(index, f"{label} {name}", types=(atype,), components=components[kind],
+                                 max_count=max_vertices)
+        if len(values) != num_vertices:
+            raise reader.fail(f"{label}: {name} has {len(values)} elements but POSITION has {num_vertices}")
+        return values
+
+    texture_uvs = None
+    if texcoord != 0:
+        texture_uvs = optional(f"TEXCOORD_{texcoord}", "VEC2", "TEXCOORD")
+        if texture_uvs is None:
+            raise reader.fail(f"{label}: its material's baseColorTexture reads TEXCOORD_{texcoord}, which the "
+                              "primitive does not have")
+    if prim.indices is not None:
+        indices = reader.accessor(prim.indices, f"{label} indices", types=("SCALAR",),
+                                  components=(5121, 5123, 5125), max_count=3 * max_faces + 3)[:, 0]
+    else:
+        indices = np.arange(num_vertices, dtype=np.int64)
+    if len(indices) and int(indices.max()) >= num_vertices:
+        raise reader.fail(f"{label}: vertex index {int(indices.max())} is out of range for {num_vertices} vertices")
+    faces = _triangles(indices.astype(np.int64), int(prim.mode if prim.mode is not None else 4))
+    return _Arrays(positions, faces, optional("NORMAL", "VEC3", "NORMAL"), optional("TANGENT", "VEC4", "TANGENT"),
+                   optional("TEXCOORD_0", "VEC2", "TEXCOORD"), texture_uvs)
+
+
+def _draco_arrays(reader: _Reader, prim: Any, ext: dict[str, Any], accessors: dict[str, Any], label: str,
+                  max_faces: int, texcoord: int) -> _Arrays:
+    """A KHR_draco_mesh_compression primitive, decoded; normalized integer attributes scaled like accessors."""
+    if prim.mode not in (None, 4, 5):
+        raise reader.fail(f"{label}: {DRACO} requires TRIANGLES or TRIANGLE_STRIP, got mode {prim.mode}")
+    attributes = ext.get("attributes")
+    if not isinstance(attributes, dict) or not all(_is_int(v) for v in attributes.values()):
+        raise reader.fail(f"{label}: {DRACO}.attributes must map attribute names to integer ids")
+    data, start, length, _ = reader.buffer_view(ext.get("bufferView"), f"{label} {DRACO}")
+    faces, decoded = gltf_ext.decode_draco(data[start:start + length], attributes, reader.fail, label)
+    if len(faces) > max_faces:
+        raise UserError(f"{label} decodes to {len(faces):,} triangles, over max_faces = {max_faces:,}",
+                        file=reader.name, param="max_faces", hint="raise max_faces or decimate the scene")
+
+    def values(name: str, width: int) -> np.ndarray | None:
+        if name not in decoded:
+            return None
+        array = decoded[name]
+        if array.shape[1] != width:
+            raise reader.fail(f"{label}: {DRACO} attribute {name} has {array.shape[1]} components, expected {width}")
+        acc = reader.item("accessors", accessors.get(name), f"{label} {name}") if accessors.get(name) is not None \
+            else None
+        if acc is not None and acc.normalized and array.dtype.kind in "iu":
+            return np.maximum(array.astype(np.float64) / NORMALIZED_SCALE.get(acc.componentType, 1.0), -1.0)
+        return array.astype(np.float64)
+
+    positions = values("POSITION", 3)
+    assert positions is not None  # decode_draco requires it
+    if not np.isfinite(positions).all():
+        raise reader.fail(f"{label}: {DRACO} POSITION has NaN or infinite values")
+    texture_uvs = values(f"TEXCOORD_{texcoord}", 2) if texcoord != 0 else None
+    if texcoord != 0 and texture_uvs is None:
+        raise reader.fail(f"{label}: its material's baseColorTexture reads TEXCOORD_{texcoord}, which the "
+                          "primitive does not have")
+    return _Arrays(positions, faces, values("NORMAL", 3), values("TANGENT", 4), values("TEXCOORD_0", 2), texture_uvs)
+
+
+def _world_part(reader: _Reader, arrays: _Arrays, world: np.ndarray, node_index: int, label: str, name: str,
+                info: dict[str, Any]) -> MeshPart:
+    """A primitive's arrays moved to world space by its node's matrix (normals by the inverse transpose,
+    the winding flipped under a mirroring transform)."""
+    if not np.isfinite(arrays.positions).all():
+        bad = int(np.flatnonzero(~np.isfinite(arrays.positions).all(axis=1))[0])
+        raise reader.fail(f"{label}: POSITION of vertex {bad} is NaN or infinite")
+    linear = world[:3, :3]
+    det = float(np.linalg.det(linear))
+    if not math.isfinite(det) or abs(det) < 1e-30:
+        raise reader.fail(f"nodes[{node_index}] has a singular or non-finite transform")
+    world_positions = arrays.positions @ linear.T + world[:3, 3]
+    if not np.isfinite(world_positions).all():
+        raise reader.fail(f"{label}: positions become infinite after nodes[{node_index}]'s transform")
+    faces = arrays.faces[:, [0, 2, 1]] if det < 0 else arrays.faces
+    normals = arrays.normals @ np.linalg.inv(linear) if arrays.normals is not None else None
+    tangents = None
+    if arrays.tangents is not None:
+        handedness = np.sign(det) * np.where(arrays.tangents[:, 3:] < 0, -1.0, 1.0)
+        tangents = np.concatenate([arrays.tangents[:, :3] @ linear.T, handedness], axis=1)
+    return MeshPart(
+        name=name, info=info, positions=world_positions.astype(np.float32), faces=faces,
+        normals=None if normals is None else normals.astype(np.float32),
+        uvs=None if arrays.uvs is None else arrays.uvs.astype(np.float32),
+        tangents=None if tangents is None else tangents.astype(np.float32),
+    )
 
 
 def gltf_file_dependencies(path: str | Path) -> list[Path]:

@@ -3,7 +3,8 @@
 Per part: degenerate triangles dropped (counted, logged) and unused vertices
 removed; normals computed (area-weighted) when missing or not finite;
 texture space decided (`unwrap`: `auto` keeps TEXCOORD_0 exactly when it is
-a valid atlas -- see `uv.unwrap_reason` -- and runs xatlas otherwise,
+a valid atlas -- see `uv.unwrap_reason`: missing, NaN, tiled, collapsed to
+zero area, a point or a line, or overlapping UVs are not -- and runs xatlas otherwise,
 `always` unwraps every part, `never` keeps what is there and fails on
 missing UVs); tangents kept from the file when present, finite and the UVs
 were kept, else computed from the UVs. A part is the unit of texture space;
@@ -43,6 +44,15 @@ def _finite_unit(v: np.ndarray | None) -> bool:
     return bool((np.linalg.norm(v[:, :3], axis=1) > 1e-8).all())
 
 
+def _source_uvs(part: MeshPart, kept: np.ndarray) -> np.ndarray:
+    """The UVs at which the part's baseColor texture is sampled (`MeshPart.texture_uvs`, else TEXCOORD_0),
+    for the kept vertices; NaN where the part has none."""
+    lookup = part.texture_uvs if part.texture_uvs is not None else part.uvs
+    if lookup is None:
+        return np.full((len(kept), 2), np.nan, dtype=np.float32)
+    return lookup[kept].astype(np.float32)
+
+
 def clean_part(part: MeshPart, unwrap_mode: UnwrapMode, source: str, log: logging.Logger) -> MeshPart:
     """Drop degenerate faces, fill normals/UVs/tangents per the module rules. Raises if nothing remains."""
     faces = part.faces
@@ -61,7 +71,7 @@ def clean_part(part: MeshPart, unwrap_mode: UnwrapMode, source: str, log: loggin
     normals = part.normals[kept] if part.normals is not None else None
     uvs = part.uvs[kept] if part.uvs is not None else None
     tangents = part.tangents[kept] if part.tangents is not None else None
-    source_uvs = uvs.copy() if uvs is not None else np.full((len(positions), 2), np.nan, dtype=np.float32)
+    source_uvs = _source_uvs(part, kept)
 
     if unwrap_mode == "never":
         if uvs is None or not np.isfinite(uvs).all():
@@ -70,7 +80,7 @@ def clean_part(part: MeshPart, unwrap_mode: UnwrapMode, source: str, log: loggin
                             hint="set unwrap: auto to generate UVs with xatlas")
         reason = None  # kept as they are, even if tiled or overlapping
     else:
-        reason = unwrap_reason(uvs, faces) if unwrap_mode == "auto" else "unwrap: always"
+        reason = unwrap_reason(uvs, faces, positions) if unwrap_mode == "auto" else "unwrap: always"
     if reason is not None:
         log.info("%s: part '%s': new UVs with xatlas (%s)", source, part.name, reason)
         part.notes.append(f"unwrapped: {reason}")

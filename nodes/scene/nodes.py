@@ -28,14 +28,22 @@ class LoadScene(Node):
     """Load a glTF 2.0 (.gltf/.glb) or OBJ file as a `Scene` (one part per glTF primitive / OBJ group).
 
     UVs: `auto` keeps each part's TEXCOORD_0 exactly when it is a valid
-    atlas (present, in [0, 1], not overlapping within the part) and unwraps
-    the part with xatlas otherwise; `always` unwraps every part; `never`
-    keeps UVs as they are (error if a part has none). The file's own UVs stay
-    in `Scene.source_uvs`.
+    atlas (present, finite, in [0, 1], not collapsed to zero area, a point or
+    a line, not overlapping within the part) and unwraps the part with xatlas
+    otherwise; `always` unwraps every part; `never` keeps UVs as they are
+    (error if a part has none). `Scene.source_uvs` keeps the UVs the file's
+    baseColor texture is sampled at (its texCoord set, KHR_texture_transform
+    applied).
+
+    Everything a file can be faulted for is checked here, before any
+    expensive node: required glTF extensions graphflow cannot read (named),
+    Draco data that does not decode, sparse accessors out of range... (see
+    `gltf` and `gltf_ext`). A mesh used by several glTF nodes gives one part
+    per node.
     """
 
     name = "io.load_scene"
-    version = 1
+    version = 2  # 2: collapsed UVs unwrapped, texture transform in source_uvs, sparse/Draco/quantized input
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -71,7 +79,7 @@ class DemoRoomNode(Node):
     """
 
     name = "io.demo_room"
-    version = 1
+    version = 2
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -117,7 +125,7 @@ class BindReferences(Node):
     the instance names, in instance order; images downscaled so the short side is <= image_size."""
 
     name = "refs.bind"
-    version = 1
+    version = 2
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

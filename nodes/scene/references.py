@@ -13,7 +13,14 @@ Rules:
 - exact names win over globs; among globs, the first matching entry in file
   order wins;
 - a mapping accepts `images` (a path or a list), `material` (one of
-  `nodes.types.MATERIAL_CLASSES`) and `prompt`; a missing `material` falls
+  `nodes.types.MATERIAL_CLASSES`), `prompt`, `size` (the real-world width in
+  metres that the first image spans; its height follows by aspect ratio;
+  default per material class, `nodes.types.DEFAULT_SWATCH_SIZE`), `mode`
+  (`tile`: a swatch repeated at its real size, the default; `fit`: one
+  picture placed once over the instance's largest chart) and
+  `flatten_lighting` (true: the photograph's own large-scale shading, a
+  light fall-off or vignette, is divided out of the images here, once; the
+  texture stages then treat them as pure albedo); a missing `material` falls
   back to the instance's hint from `segment.parts`;
 - `default` (same forms) applies to every instance no entry names;
 - pre-made `references` (from `io.demo_room`) bind instances that the file
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +50,10 @@ import yaml
 
 from graphflow import Keyed, UserError
 
-from ..types import MATERIAL_CLASSES, Instance, Reference
+from ..types import DEFAULT_SWATCH_SIZE, MATERIAL_CLASSES, REFERENCE_MODES, Instance, Reference
 from .images import DEFAULT_MAX_PIXELS, fit_short_side, load_image
 
-ENTRY_KEYS = ("images", "material", "prompt")
+ENTRY_KEYS = ("images", "material", "prompt", "size", "mode", "flatten_lighting")
 MAX_REFERENCES_FILE_BYTES = 10_000_000
 
 
@@ -57,6 +65,9 @@ class Binding:
     images: tuple[Path, ...]
     material: str | None
     prompt: str | None
+    size: float | None = None  # metres the first image's width spans; None: the class default
+    mode: str = "tile"
+    flatten_lighting: bool = False
 
 
 def _is_glob(pattern: str) -> bool:
@@ -92,7 +103,18 @@ def _parse_entry(key: str, value: Any, base: Path, file: str) -> Binding:
     prompt = value.get("prompt")
     if prompt is not None and not isinstance(prompt, str):
         raise fail("prompt must be a string")
-    return Binding(key, images, material, prompt)
+    size = value.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                             or not math.isfinite(size) or size <= 0):
+        raise fail(f"size must be a positive number of metres (the width the image spans), not {size!r}")
+    mode = value.get("mode", "tile")
+    if mode not in REFERENCE_MODES:
+        raise fail(f"unknown mode {mode!r}; allowed: {', '.join(REFERENCE_MODES)} (tile: a swatch repeated at its "
+                   "real size; fit: one picture placed once over the instance)")
+    flatten = value.get("flatten_lighting", False)
+    if not isinstance(flatten, bool):
+        raise fail(f"flatten_lighting must be true or false, not {flatten!r}")
+    return Binding(key, images, material, prompt, None if size is None else float(size), mode, flatten)
 
 
 def read_references_file(path: Path) -> tuple[list[Binding], Binding | None]:
@@ -131,6 +153,22 @@ def read_references_file(path: Path) -> tuple[list[Binding], Binding | None]:
         entries.append(_parse_entry(key, value, base, file))
     default = _parse_entry("default", doc["default"], base, file) if doc.get("default") is not None else None
     return entries, default
+
+
+def flatten_lighting(image: torch.Tensor, sigma_fraction: float = 0.25) -> torch.Tensor:
+    """`image [3, H, W]` with its large-scale luminance variation divided out, mean colour kept.
+
+    A photographed swatch often carries the photographer's light (a fall-off, a vignette). That
+    shading belongs to the photograph, not the material: dividing the luminance by its Gaussian
+    blur at a quarter of the image removes it once, here, so later stages treat the swatch as albedo.
+    """
+    luma = (image * torch.tensor([0.2126, 0.7152, 0.0722])[:, None, None]).sum(0, keepdim=True)
+    sigma = max(1.0, sigma_fraction * min(image.shape[-2:]))
+    size = 2 * int(math.ceil(2 * sigma)) + 1
+    size = min(size, 2 * (min(image.shape[-2:]) // 2) - 1)
+    blurred = kornia.filters.gaussian_blur2d(luma[None], (size, size), (sigma, sigma), border_type="reflect")[0]
+    flattened = image * (luma.mean() / blurred.clamp_min(1e-4))
+    return flattened.clamp(0.0, 1.0).contiguous()
 
 
 def flat_grey(size: int) -> torch.Tensor:
@@ -196,8 +234,12 @@ def bind_references(instances: Mapping[str, Instance], *, file: Path | None = No
             raise
         if not images:
             images = (flat_grey(image_size),)
+        if binding.flatten_lighting:
+            images = tuple(flatten_lighting(img) for img in images)
         material = binding.material or instances[name].material
-        out[name] = Reference(images=images, material=material, prompt=binding.prompt)
+        size = binding.size if binding.size is not None else DEFAULT_SWATCH_SIZE.get(material, 1.0)
+        out[name] = Reference(images=images, material=material, prompt=binding.prompt, size=size,
+                              mode=binding.mode)
         log.debug("refs.bind: %s <- %s (%d image(s), %s)", name, binding.key, len(images), material)
     return Keyed(out)
 

@@ -2,10 +2,23 @@
 
 An instance's UVs are kept exactly when they are a valid atlas: present,
 finite, inside [0, 1] (tiled UVs repeat texels, which is overlap for a
-per-instance atlas) and not overlapping within the instance. Overlap is
-measured by rasterizing the UV triangles at a modest resolution and
-counting texel centres covered by more than one triangle; a small tolerance
-absorbs texels on shared edges and numerical slivers.
+per-instance atlas), not collapsed, and not overlapping within the instance.
+
+Collapsed (issue 14): zero-area UV triangles cover no texel, so an all-zero
+TEXCOORD_0 reads as "no overlap" and used to fail minutes later in `brdf`.
+Each triangle's share of the UV area is compared with its share of the
+surface area (`uv_density_ratio`); a triangle that gets less than
+`COLLAPSED_DENSITY` (1%) of the mean texel density is collapsed. The UVs are
+unwrapped when the collapsed triangles carry more than `COLLAPSED_TOLERANCE`
+of the surface, when the total UV area is zero (UVs collapsed to a point or
+a line) or when they cover fewer than `MIN_COVERED_TEXELS` texel centres of
+the overlap grid. Measured on valid atlases (SheenChair's four parts, the
+demo room's seven): no triangle below 1% density, so the rule leaves them
+alone (and they stay bit-identical).
+
+Overlap is measured by rasterizing the UV triangles at a modest resolution
+and counting texel centres covered by more than one triangle; a small
+tolerance absorbs texels on shared edges and numerical slivers.
 """
 from __future__ import annotations
 
@@ -15,6 +28,9 @@ import xatlas
 OVERLAP_RESOLUTION = 256
 OVERLAP_TOLERANCE = 0.01  # fraction of covered texels that may be covered twice
 UV_RANGE_TOLERANCE = 1e-3
+COLLAPSED_DENSITY = 0.01  # a triangle with < 1% of the mean texel density is collapsed
+COLLAPSED_TOLERANCE = 0.02  # fraction of the surface that may be collapsed
+MIN_COVERED_TEXELS = 64  # texel centres of the OVERLAP_RESOLUTION² grid (0.1%) an atlas must cover
 MAX_CANDIDATES = 50_000_000  # (triangle, texel) tests per overlap check, bounds its time
 CHUNK_CANDIDATES = 2_000_000  # tests per vectorised chunk, bounds its memory (~200 MB)
 
@@ -76,8 +92,48 @@ def overlap_fraction(uvs: np.ndarray, faces: np.ndarray, resolution: int = OVERL
     return float((counts > 1).sum()) / covered if covered else 0.0
 
 
-def unwrap_reason(uvs: np.ndarray | None, faces: np.ndarray) -> str | None:
-    """Why these UVs cannot serve as the instance's atlas, or None when they can."""
+def triangle_areas(points: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Unsigned area of each triangle of 2D or 3D `points[faces]` (float64)."""
+    tri = points.astype(np.float64)[faces]
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    if points.shape[1] == 2:
+        return 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+    return 0.5 * np.linalg.norm(np.cross(e1, e2), axis=1)
+
+
+def uv_density_ratio(uvs: np.ndarray, faces: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    """Per triangle: its share of the UV area over its share of the surface area (1 = mean texel density).
+
+    Without positions every triangle counts as the same surface area. All zeros when the UV area is zero.
+    """
+    uv_area = triangle_areas(uvs, faces)
+    surface = triangle_areas(positions, faces) if positions is not None else np.ones(len(faces))
+    total_uv, total_surface = float(uv_area.sum()), float(surface.sum())
+    if total_uv <= 0.0 or total_surface <= 0.0:
+        return np.zeros(len(faces))
+    return (uv_area / total_uv) / np.maximum(surface / total_surface, 1e-300)
+
+
+def collapse_reason(uvs: np.ndarray, faces: np.ndarray, positions: np.ndarray | None = None) -> str | None:
+    """Why finite, in-range UVs are degenerate (zero area, collapsed to a point or a line), or None."""
+    if len(faces) == 0:
+        return None
+    if float(triangle_areas(uvs, faces).sum()) <= 1e-12:
+        return "UVs collapsed to a point or a line (zero UV area)"
+    surface = triangle_areas(positions, faces) if positions is not None else np.ones(len(faces))
+    collapsed = uv_density_ratio(uvs, faces, positions) < COLLAPSED_DENSITY
+    share = float(surface[collapsed].sum() / max(float(surface.sum()), 1e-300))
+    if share > COLLAPSED_TOLERANCE:
+        return f"{share:.0%} of the surface maps to collapsed (near zero-area) UV triangles"
+    return None
+
+
+def unwrap_reason(uvs: np.ndarray | None, faces: np.ndarray, positions: np.ndarray | None = None) -> str | None:
+    """Why these UVs cannot serve as the instance's atlas, or None when they can.
+
+    Checks, in order: missing, non-finite (NaN), outside [0, 1], collapsed (`collapse_reason`; needs
+    `positions` to weigh triangles by surface area), overlapping.
+    """
     if uvs is None or len(uvs) == 0:
         return "no TEXCOORD_0"
     used = uvs[np.unique(faces.reshape(-1))] if len(faces) else uvs
@@ -85,15 +141,22 @@ def unwrap_reason(uvs: np.ndarray | None, faces: np.ndarray) -> str | None:
         return "non-finite UVs"
     if used.min() < -UV_RANGE_TOLERANCE or used.max() > 1.0 + UV_RANGE_TOLERANCE:
         return f"UVs outside [0, 1] (range {used.min():.3g}..{used.max():.3g}; tiled UVs repeat texels)"
-    fraction = overlap_fraction(uvs, faces)
+    collapsed = collapse_reason(uvs, faces, positions)
+    if collapsed is not None:
+        return collapsed
+    counts = uv_coverage_counts(uvs, faces)
+    covered = int((counts > 0).sum())
+    if covered < MIN_COVERED_TEXELS:
+        return f"UVs cover only {covered} texel(s) of a {counts.shape[0]}² grid"
+    fraction = float((counts > 1).sum()) / covered
     if fraction > OVERLAP_TOLERANCE:
         return f"UV triangles overlap ({fraction:.1%} of covered texels are covered twice)"
     return None
 
 
-def needs_unwrap(uvs: np.ndarray | None, faces: np.ndarray) -> bool:
-    """True when the UVs are missing, non-finite, outside [0, 1] or overlap within the instance."""
-    return unwrap_reason(uvs, faces) is not None
+def needs_unwrap(uvs: np.ndarray | None, faces: np.ndarray, positions: np.ndarray | None = None) -> bool:
+    """True when the UVs are missing, non-finite, outside [0, 1], collapsed or overlap within the instance."""
+    return unwrap_reason(uvs, faces, positions) is not None
 
 
 def unwrap(positions: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
