@@ -1,0 +1,203 @@
+"""How the texturing graph's cost grows with a scene (issue 14 item 5), measured in one run.
+
+Procedural rooms (a floor and N-1 boxes of the demo room's construction, `nodes/scene/demo_room.py`, each
+face a subdivided quad with packed UVs) are written as OBJ with procedural swatches and run through
+`graphs/texture_scene.yaml` by the real CLI at a reduced density (`--set` knobs below). Per run and stage:
+wall seconds (report.json, summed over items), peak RSS and texels per second (the final baseColor texels
+over the stage's seconds). Then the exponents of total time against instances (same triangles and texels
+per instance) and against triangles (same instances), by a least-squares fit in log-log, and the fixed cost
+per semantic item: the intercept of its seconds against its steps (two runs, `steps` and `4 * steps`) over
+its seconds at `steps`. The last printed line is JSON. On a shared machine the load changes between runs:
+the exponents and the intercept are only as good as the load was steady (`uptime` is printed per run).
+
+    python bench/scene_scale.py                # 10 and 50 instances (10k and 50k triangles), 10 x 10k: minutes
+    python bench/scene_scale.py --large        # adds 200 instances (1M triangles): tens of minutes on 2 cores
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nodes.scene.demo_room import DemoInstance, Quad, box, instance_mesh
+from nodes.scene.patterns import PATTERNS
+
+GRAPH = ROOT / "graphs" / "texture_scene.yaml"
+STAGES = ("scene", "segment", "views", "project", "semantic", "pixel", "superres", "brdf", "export", "export_usd",
+          "export_mtlx", "preview")
+
+
+def knobs(steps: int, density: float) -> list[str]:
+    """Reduced density and steps: the same graph and code paths, small enough for a 2-core CPU."""
+    sets = {"views.params.count": 4, "views.params.resolution": 64, "project.params.texels_per_metre": density,
+            "project.params.min_size": 16, "project.params.max_size": 128, "semantic.params.steps": steps,
+            "semantic.params.init": "tiled", "pixel.params.steps": max(1, steps // 2), "pixel.params.init": "tiled",
+            "superres.params.steps": max(1, steps // 2), "brdf.params.steps": max(1, steps // 2),
+            "brdf.params.ao_rays": 8, "preview.params.resolution": 64}
+    return [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+
+
+def room_instances(count: int, tris_per_instance: int) -> list[DemoInstance]:
+    """A floor under a grid of count - 1 boxes (0.6 m, 1.2 m apart), each with about `tris_per_instance`."""
+    side = max(1, math.ceil(math.sqrt(count - 1)))
+    box_cells = max(1, round(math.sqrt(tris_per_instance / 12)))  # 6 faces x 2 triangles x cells^2
+    floor_cells = max(1, round(math.sqrt(tris_per_instance / 2)))
+    width = 1.2 * side + 1.0
+    floor = Quad((-width / 2, 0.0, -width / 2), (1.0, 0.0, 0.0), (0.0, 0.0, 1.0), width, width, (0.0, 1.0, 0.0),
+                 (floor_cells, floor_cells))
+    out = [DemoInstance("floor", "wood", "floor", "floor_tiles", "floor tiles", (floor,), swatch_size=1.2)]
+    for k in range(count - 1):
+        x, z = -width / 2 + 1.1 + 1.2 * (k % side), -width / 2 + 1.1 + 1.2 * (k // side)
+        quads = tuple(Quad(q.origin, q.u_axis, q.v_axis, q.width, q.height, q.normal, (box_cells, box_cells))
+                      for q in box((x, 0.3, z), (0.6, 0.6, 0.6), skip_bottom=False))
+        out.append(DemoInstance(f"box_{k:03d}", "wood", "box", "wood_grain", "oak", quads, swatch_size=0.6))
+    return out
+
+
+def write_room(folder: Path, count: int, tris_per_instance: int) -> tuple[Path, Path, int]:
+    """room.obj (one group per instance, UVs and normals), two swatch PNGs and refs.yaml; returns triangles."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines, base, triangles = [], 1, 0
+    for instance in room_instances(count, tris_per_instance):
+        part = instance_mesh(instance)
+        lines.append(f"g {instance.name}")
+        lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in part.positions]
+        lines += [f"vt {u:.6f} {1 - v:.6f}" for u, v in part.uvs]  # OBJ's v points up
+        lines += [f"vn {x:.6f} {y:.6f} {z:.6f}" for x, y, z in part.normals]
+        lines += [f"f {a}/{a}/{a} {b}/{b}/{b} {c}/{c}/{c}" for a, b, c in (part.faces + base).tolist()]
+        base += len(part.positions)
+        triangles += len(part.faces)
+    (folder / "room.obj").write_text("\n".join(lines) + "\n")
+    for name in ("floor_tiles", "wood_grain"):
+        srgb = PATTERNS[name](torch.Generator().manual_seed(0), 128).clamp(0, 1)
+        Image.fromarray((srgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(folder / f"{name}.png")
+    refs = folder / "refs.yaml"
+    refs.write_text("instances:\n  floor: {images: floor_tiles.png, material: ceramic, size: 1.2}\n"
+                    "default: {images: wood_grain.png, material: wood, size: 0.6}\n")
+    return folder / "room.obj", refs, triangles
+
+
+def run_graph(folder: Path, cache: Path, obj: Path, refs: Path, extra: list[str]) -> dict:
+    """One CLI run; its wall seconds, report entries and the final baseColor texels."""
+    out = folder / "out"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "graphflow.cli", "run", str(GRAPH), "--input", f"scene={obj}",
+                           "--input", f"references={refs}", "--cache", str(cache), "--out", str(out), "-q", *extra],
+                          capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"run failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    entries = json.loads((out / "report.json").read_text())["nodes"]
+    texels = 0
+    for png in sorted((out / "asset_textures").glob("*_baseColor.png")):
+        with Image.open(png) as image:
+            texels += image.width * image.height
+    return {"wall": wall, "entries": entries, "texels": texels}
+
+
+def stage_table(entries: list[dict], texels: int) -> dict[str, dict[str, float]]:
+    """Per stage: seconds (summed over items), items, peak RSS (MB) and final texels per second."""
+    table: dict[str, dict[str, float]] = {}
+    for entry in entries:
+        row = table.setdefault(entry["node"], {"seconds": 0.0, "items": 0, "peak_rss_mb": 0.0})
+        row["seconds"] += entry["seconds"]
+        row["items"] += 1
+        row["peak_rss_mb"] = max(row["peak_rss_mb"], entry.get("peak_rss_mb", 0.0))
+    for row in table.values():
+        row["seconds"] = round(row["seconds"], 3)
+        row["texels_per_s"] = round(texels / row["seconds"]) if row["seconds"] > 0 else None
+    return table
+
+
+def measure(work: Path, instances: int, tris: int, steps: int, density: float, cache: Path | None = None) -> dict:
+    folder = work / f"n{instances}_t{tris}_s{steps}"
+    obj, refs, triangles = write_room(work / f"room_n{instances}_t{tris}", instances, tris)
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    got = run_graph(folder, cache or folder / "cache", obj, refs, knobs(steps, density))
+    stages = stage_table(got["entries"], got["texels"])
+    total = sum(row["seconds"] for row in stages.values())
+    result = {"instances": instances, "triangles": triangles, "steps": steps, "load_before": load,
+              "wall_s": round(got["wall"], 2),
+              "stage_s_total": round(total, 2), "texels": got["texels"],
+              "texels_per_s": round(got["texels"] / total) if total else None,
+              "peak_rss_mb": max(row["peak_rss_mb"] for row in stages.values()), "stages": stages}
+    print(f"{instances:4d} instances {triangles:8d} triangles steps {steps} (load {load}): wall {got['wall']:7.1f} s, "
+          f"stages {total:7.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB, {got['texels']} texels, "
+          + ", ".join(f"{name} {stages[name]['seconds']:.1f}" for name in STAGES if name in stages), flush=True)
+    return result
+
+
+def exponent(xs: list[float], ys: list[float]) -> float | None:
+    """Slope of log(y) against log(x) (least squares); None with fewer than two distinct x."""
+    if len(set(xs)) < 2:
+        return None
+    return round(float(np.polyfit(np.log(xs), np.log(ys), 1)[0]), 3)
+
+
+def fixed_cost(low: dict, high: dict) -> dict[str, float]:
+    """Per semantic item: seconds = fixed + per_step * steps, from runs at two step counts."""
+    t1, t2 = low["stages"]["semantic"]["seconds"], high["stages"]["semantic"]["seconds"]
+    s1, s2, items = low["steps"], high["steps"], low["stages"]["semantic"]["items"]
+    per_step = (t2 - t1) / (s2 - s1)
+    fixed = t1 - per_step * s1
+    return {"semantic_item_s": round(t1 / items, 3), "fixed_per_item_s": round(fixed / items, 3),
+            "fixed_fraction": round(fixed / t1, 3) if t1 > 0 else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--large", action="store_true", help="also 200 instances at 5000 triangles each (1M)")
+    ap.add_argument("--tris-per-instance", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=6, help="semantic steps (pixel, superres, brdf: half)")
+    ap.add_argument("--density", type=float, default=32.0, help="project.params.texels_per_metre")
+    ap.add_argument("--work", type=Path, default=None, help="keep the rooms and outputs here")
+    ap.add_argument("--only", type=int, default=None, help="one run of this many instances (a quick check)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="scene-scale-") as tmp:
+        work = args.work or Path(tmp)
+        tpi = args.tris_per_instance
+        if args.only:
+            print(json.dumps(measure(work, args.only, tpi, args.steps, args.density)))
+            return
+        by_instances = [measure(work, n, tpi, args.steps, args.density) for n in (10, 50)]
+        by_triangles = [by_instances[0], measure(work, 10, 10 * tpi, args.steps, args.density)]
+        if args.large:
+            by_instances.append(measure(work, 200, tpi, args.steps, args.density))
+            by_triangles.append(measure(work, 200, 5000, args.steps, args.density))  # 1M triangles
+        # Same room, four times the steps, same cache: only semantic and what follows it run again.
+        base = by_instances[0]
+        doubled = measure(work, 10, tpi, 4 * args.steps, args.density,
+                          cache=work / f"n10_t{tpi}_s{args.steps}" / "cache")
+        series = [r for r in by_instances if r["triangles"] // r["instances"] <= 2 * tpi]
+        summary = {
+            "runs": [{k: v for k, v in r.items()} for r in [*by_instances, *by_triangles[1:], doubled]],
+            "exponent_time_vs_instances": exponent([r["instances"] for r in series],
+                                                   [r["stage_s_total"] for r in series]),
+            "exponent_time_vs_texels": exponent([r["texels"] for r in series], [r["stage_s_total"] for r in series]),
+            "exponent_time_vs_triangles": exponent([r["triangles"] for r in by_triangles[:2]],
+                                                   [r["stage_s_total"] for r in by_triangles[:2]]),
+            "fixed_cost": fixed_cost(base, doubled),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in [*by_instances, *by_triangles, doubled]),
+            "settings": {"steps": args.steps, "density": args.density, "tris_per_instance": tpi,
+                         "large": args.large},
+        }
+        print(f"time ~ instances^{summary['exponent_time_vs_instances']}, "
+              f"time ~ triangles^{summary['exponent_time_vs_triangles']} (10 instances), "
+              f"fixed cost per semantic item {summary['fixed_cost']}", flush=True)
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
