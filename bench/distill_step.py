@@ -1,11 +1,14 @@
 """Share of a distillation step's time spent in the closed-form prior's math (CPU).
 
-Runs `distill.semantic`'s loop (default params, VSD) on one demo-room
+Runs `distill.semantic`'s loop (the shipped graph's params, VSD, from
+`texture.project`'s world-scale start: bank of the swatch at the views'
+scale, views reading the atlas's matching mip level) on one demo-room
 instance and times, per step, the prior's calls (`predict_eps`,
 `predict_eps_phi`, `update_phi`: patch extraction, distance matmuls, softmax,
 folding) against the whole step (view sampling, texture pyramid, rendering
 through the UVs, loss, backward, Adam). Last line: a JSON object with
-`prior_share` (target >= 0.8) and `step_ms`.
+`prior_share` (target >= 0.8), `step_ms` and `texels_per_second` (atlas
+texels updated per second of distillation).
 
     python bench/distill_step.py [--instance sofa] [--steps 30] [--threads 2]
 """
@@ -21,7 +24,9 @@ import torch
 from graphflow.testing import make_context
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.loop import LoopSettings, run_steps
-from nodes.distill.nodes import DistillSemantic, reference_images
+from nodes.distill.nodes import DistillSemantic
+from nodes.distill.world_scale import render_level, swatch_at_view_scale
+from nodes.texture.nodes import TextureProject
 from nodes.distill.prior_api import PriorBatch
 from nodes.distill.texture_param import PyramidTexture, select_instance_views
 
@@ -58,7 +63,7 @@ def demo_inputs(instance: str) -> tuple[Any, Any, Any]:
     instances = SegmentParts({}).run(make_context("segment"), room.scene)
     refs = BindReferences({}).run(make_context("bind"), instances, references=room.references)
     views = SampleViews({}).run(make_context("views"), room.scene, instances)
-    return refs[instance], views, instances
+    return refs[instance], views, instances, room.scene
 
 
 def main() -> None:
@@ -69,17 +74,21 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    reference, views, _ = demo_inputs(args.instance)
-    p = DistillSemantic.Params()  # the shipped defaults
-    ctx = make_context("semantic", item=args.instance)
-    prior = TimedPrior(reference_images(reference, ctx), patch_size=p.patch_size, levels=p.pyramid_levels,
-                       bank_size=p.bank_size, stride=p.stride, t_range=(p.t_min, p.t_max),
-                       generator=torch.Generator().manual_seed(0))
+    reference, views, instances, scene = demo_inputs(args.instance)
+    p = DistillSemantic.Params(init_t_max=0.4)  # the shipped graph's params
+    start_texture = TextureProject({"texels_per_metre": 128}).run(make_context("project", item=args.instance), scene,
+                                                                  instances[args.instance], reference)
     iv = select_instance_views(views, args.instance)
+    size = int(start_texture.image.shape[-1])
+    swatch = swatch_at_view_scale(reference, start_texture, iv)
+    prior = TimedPrior([swatch], patch_size=p.patch_size, levels=p.pyramid_levels,
+                       bank_size=p.bank_size, stride=p.stride, t_range=(p.t_min, p.init_t_max),
+                       generator=torch.Generator().manual_seed(0))
+    level = render_level(iv, size)
     settings = LoopSettings(method=p.method, steps=args.steps, lr=p.lr, guidance_scale=p.guidance_scale,
-                            t_min=p.t_min, t_max=p.t_max, schedule=p.schedule, texture_size=p.texture_size,
-                            texture_levels=p.texture_levels, views_per_step=p.views_per_step)
-    texture = PyramidTexture(p.texture_size, p.texture_levels, fill=reference.images[0].mean((1, 2)))
+                            t_min=p.t_min, t_max=p.init_t_max, schedule=p.schedule, texture_size=size,
+                            texture_levels=p.texture_levels, views_per_step=p.views_per_step, render_level=level)
+    texture = PyramidTexture(size, p.texture_levels, init=start_texture.image, render_level=level)
     # Warm-up outside the timing: the first Adam imports torch._dynamo (seconds, once per process).
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     start, start_cpu = time.perf_counter(), time.process_time()
@@ -95,7 +104,10 @@ def main() -> None:
     print(f"step {step_ms:.1f} ms, prior math {1000 * prior.prior_seconds / args.steps:.1f} ms ({share:.1%}), "
           f"rendering + bookkeeping {1000 * (total - prior.prior_seconds) / args.steps:.1f} ms; "
           f"CPU time: step {1000 * total_cpu / args.steps:.1f} ms, prior share {share_cpu:.1%}")
+    texels_per_second = size * size * args.steps / total
+    print(f"atlas {size}^2 at mip level {level}: {texels_per_second:,.0f} texels/s")
     print(json.dumps({"prior_share": round(share, 4), "step_ms": round(step_ms, 2),
+                      "texels_per_second": round(texels_per_second), "atlas": size,
                       "prior_share_cpu": round(share_cpu, 4), "step_cpu_ms": round(1000 * total_cpu / args.steps, 2),
                       "steps": args.steps,
                       "instance": args.instance, "threads": args.threads}))

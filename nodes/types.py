@@ -24,6 +24,14 @@ MATERIAL_CLASSES = (
     "fabric", "leather", "wood", "metal", "plastic", "ceramic", "stone", "paper", "glass", "paint", "generic",
 )
 
+# Real-world width (metres) that a reference image spans when its entry gives no `size`: what a
+# swatch of that class typically shows (a fabric sample, a plank, a tile with its grout, a sheet).
+DEFAULT_SWATCH_SIZE = {
+    "fabric": 0.5, "leather": 0.5, "wood": 1.0, "metal": 0.5, "plastic": 0.5, "ceramic": 1.0, "stone": 1.0,
+    "paper": 1.0, "glass": 1.0, "paint": 1.0, "generic": 1.0,
+}
+REFERENCE_MODES = ("tile", "fit")
+
 
 @value_type
 @dataclass(frozen=True)
@@ -76,6 +84,11 @@ class Reference(TensorData):
     images: tuple[torch.Tensor, ...]  # each [3, H, W] linear RGB float32
     material: str = "generic"
     prompt: str | None = None
+    # Metres that the first image's width spans (its height follows by aspect ratio).
+    size: float = 1.0
+    # "tile": a material swatch repeated at its real size; "fit": one picture placed once over
+    # the instance's largest chart (a rug, a painting, a label).
+    mode: str = "tile"
 
 
 @value_type
@@ -142,6 +155,6 @@ class Asset(FileBlob):
 
 
 __all__ = [
-    "MATERIAL_CLASSES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
+    "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
     "Reference", "References", "Scene", "Texture", "TextureMap", "Views",
 ]

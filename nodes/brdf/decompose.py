@@ -536,3 +536,29 @@ def decompose_texture(
             "size": [height, width],
         },
     )
+
+
+def unlit_maps(appearance: torch.Tensor, geometry: TexelGeometry, occlusion: torch.Tensor, prior: MaterialPrior,
+               material: str, *, normal_strength: float = 1.0) -> PBRMaps:
+    """PBR maps of an appearance that carries no shading from the scene (a projected or distilled texture).
+
+    Nothing lit it, so there is nothing to divide out: the albedo is the appearance itself (its colour is
+    the swatch's), roughness and metallic are the class's typical values, the detail normals come from the
+    height field of its fine luminance (smooth classes stay flat), and the occlusion map is the ray-cast
+    AO for the renderer to apply to ambient light.
+    """
+    mask = geometry.mask
+    albedo = appearance.clamp(0.0, 1.0).to(torch.float32)
+    lum_image = luminance(albedo, dim=0)
+    normal = height_normals(lum_image, mask, normal_strength * prior.relief * NORMAL_SCALE)
+    height, width = geometry.size
+    return PBRMaps(
+        albedo=albedo.contiguous(),
+        roughness=torch.full((1, height, width), prior.roughness_typical),
+        metallic=torch.full((1, height, width), prior.metallic_typical),
+        normal=normal.contiguous(),
+        occlusion=_scatter(occlusion[:, None], geometry, [1.0]),
+        mask=mask.clone(),
+        material=material,
+        info={"baked_shading": False, "texels": int(geometry.index.numel()), "size": [height, width]},
+    )

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from graphflow import Context, Keyed, Node, UserError, register
 
 from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
-from .decompose import decompose_texture
+from .decompose import decompose_texture, unlit_maps
 from .materials import material_prior
 from .scene_texture import texture_from_scene
 from .texels import ambient_occlusion, texel_geometry
@@ -21,7 +21,7 @@ from .texels import ambient_occlusion, texel_geometry
 class Decompose(Node):
     """Baked appearance texture -> albedo, roughness, metallic, normal and ambient occlusion maps.
 
-    Per instance (mapped over `texture` and `references`, zipped by instance
+    Per instance (mapped over `texture`, `references` and `instances`, zipped by instance
     name): texel geometry on the texture's atlas, ambient occlusion ray-cast
     against the whole scene, baked lighting fitted to the luminance and
     divided out of the albedo, normals from a height field of the
@@ -32,8 +32,8 @@ class Decompose(Node):
     """
 
     name = "brdf.decompose"
-    version = 1
-    map_over = ("texture", "references")
+    version = 2
+    map_over = ("texture", "references", "instances")
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -45,15 +45,15 @@ class Decompose(Node):
         seed: int = Field(0, description="seed of AO rays and light samples")
         light_samples: int = Field(4, ge=0, le=256, description="sky directions per texel and step, "
                                    "importance-sampled toward the specular lobe")
+        baked_shading: bool = Field(True, description="true: the texture holds the scene's light (a bake, a "
+                                    "scan's baseColor): fit it and divide it out of the albedo. false: it holds "
+                                    "none (texture.project, distillation): the albedo is the texture itself")
 
-    def run(self, ctx: Context, scene: Scene, instances: Keyed[Instance], texture: TextureMap,
+    def run(self, ctx: Context, scene: Scene, instances: Instance, texture: TextureMap,
             references: Reference) -> PBRMaps:
         p = self.params
         name = ctx.item
-        if name is None or name not in instances:
-            raise UserError(f"texture item '{name}' is not an instance of the scene", node=ctx.node_id,
-                            item=name, hint="connect the texture produced for the same `instances`")
-        instance = instances[name]
+        instance = instances  # mapped: this item's instance only, so its key depends on no other instance
         if instance.face_mask.shape[0] != scene.num_faces:
             raise UserError("instances do not belong to this scene (face count differs)", node=ctx.node_id,
                             item=name, hint="connect `scene` and `instances` from the same loader")
@@ -69,6 +69,9 @@ class Decompose(Node):
                             hint="its UVs may be degenerate; re-load the scene with unwrap: always")
         generator = ctx.generator
         occlusion = ambient_occlusion(scene, geometry.position, geometry.normal, p.ao_rays, generator)
+        if not p.baked_shading:
+            return unlit_maps(image[:3].to(torch.float32), geometry, occlusion, prior, material,
+                              normal_strength=p.normal_strength)
         with ctx.progress(total=p.steps, desc="decompose") as bar:
             return decompose_texture(
                 image[:3].to(torch.float32), geometry, occlusion, prior, material,

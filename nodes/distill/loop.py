@@ -36,6 +36,7 @@ class LoopSettings:
     views_per_step: int = 4
     final_lr_fraction: float = 0.1
     ema_decay: float = 0.9
+    render_level: int = 0  # mip level the views read (see PyramidTexture)
 
 
 class NonFiniteError(RuntimeError):
@@ -168,7 +169,8 @@ def distill_texture(
         if index and progress is not None:
             progress.n = 0
         generator = torch.Generator().manual_seed(generator_seed)
-        texture = PyramidTexture(settings.texture_size, settings.texture_levels, init=init, fill=fill)
+        texture = PyramidTexture(settings.texture_size, settings.texture_levels, init=init, fill=fill,
+                                 render_level=settings.render_level)
 
         def on_step(step: int, loss: float) -> None:
             if progress is not None:

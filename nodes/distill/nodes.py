@@ -13,10 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
@@ -24,10 +28,13 @@ from nodes.sd.domain_shifter import DomainAdapter
 from nodes.types import Instance, Reference, Scene, TextureMap, Views
 
 from .loop import LoopSettings, distill_texture, with_one_restart
-from .metrics import patch_sliced_wasserstein
+from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio, structure_distance
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
+from .world_scale import (WORLD_SCALE_KEYS, ideal_atlas, render_at_level, render_level, selection_closeups,
+                          swatch_at_density, swatch_at_view_scale)
 
 PriorName = Literal["closed_form", "stable_diffusion"]
+SEAM_RATIO_LIMIT = 1.2  # issue 13: seams no more visible than 1.2x the texture's own neighbour differences
 
 
 def check_noise_range_and_stride(params: Any) -> None:
@@ -65,6 +72,8 @@ class DistillParams(BaseModel):
         "keep the one whose renders are closest to the reference (patch sliced-Wasserstein over 5 pyramid levels, "
         "so layout at 1/16 scale counts as well as texture; triples the cost)")
     tiled_t_max: float = Field(0.6, gt=0, lt=1, description="highest noise level when starting from the tiled reference")
+    init_t_max: float = Field(0.98, gt=0, lt=1, description="highest noise level when an `init` texture is given "
+                              "(e.g. texture.project's): low enough to keep its layout")
     weights: str | None = Field(None, description="stable_diffusion: local diffusers dir or cached hub id")
     domain: Literal["real", "synthetic"] | None = Field(None, description="stable_diffusion: domain mode, if supported")
 
@@ -149,6 +158,96 @@ def _score(texture: PyramidTexture, views: InstanceViews, images: list[torch.Ten
     return patch_sliced_wasserstein(renders, views.mask, images, seed=0, levels=5)
 
 
+def reference_for_ideal(reference: Reference, images: list[torch.Tensor]) -> Reference:
+    """The reference with its original images (the prior's copy holds the swatch at the views' scale)."""
+    return dataclasses.replace(reference, images=tuple(images))
+
+
+@dataclass
+class Scoring:
+    """How a stage's candidates are compared: a distance (lower is closer to the swatch) and, for
+    world-scale textures, a seam check against the kept input (a refinement may not open seams)."""
+
+    distance: Callable[[PyramidTexture], float]
+    seams: Callable[[torch.Tensor], float] | None = None
+    seam_limit: float = math.inf
+
+    def accepts(self, image: torch.Tensor) -> bool:
+        return self.seams is None or self.seams(image) <= self.seam_limit
+
+
+def _views_or_fallback(ctx: Context, views: Views, name: str, init: TextureMap | None
+                       ) -> InstanceViews | TextureMap:
+    """The instance's views, or (issue 14) its start texture when no view shows it and there is one."""
+    try:
+        return select_instance_views(views, name)
+    except ValueError as err:
+        if init is None or name not in views.instance_names:
+            raise UserError(str(err), node=ctx.node_id, item=ctx.item,
+                            hint="give views.sample more cameras (params.count) or a higher resolution") from None
+        # An instance no view shows (a bulb in a shade, a screw) can still be textured: it keeps its
+        # start (texture.project's swatch at real size) rather than failing the whole run.
+        note = "not visible in any view: projected only"
+        ctx.log.warning("%s: instance '%s' is %s (%s)", ctx.node_id, name, note, err)
+        ctx.note(note)
+        return TextureMap(image=init.image.clone(), mask=init.mask.clone(), info={**dict(init.info), "note": note})
+
+
+def _candidates(params: DistillParams, init: TextureMap | None, images: list[torch.Tensor],
+                atlas_mask: torch.Tensor) -> list[tuple[str, torch.Tensor | None, float]]:
+    """Candidate starts: (label, start image, t_max)."""
+    if init is not None:
+        # From a given start the schedule begins at `init_t_max`, a noise level that keeps its layout.
+        t_start = max(params.t_min, min(params.t_max, params.init_t_max))
+        candidates = [("input", init.image.float(), t_start)]
+        if params.init == "best" and "texels_per_metre" not in init.info:
+            candidates.append((f"input_p{params.patch_size + 2}", init.image.float(), t_start))
+        return candidates
+    from .acceptance import tiled_baseline
+
+    tiled_image = tiled_baseline(images[0], atlas_mask)
+    tiled_t_max = max(params.t_min, min(params.t_max, params.tiled_t_max))
+    tiled = ("tiled", tiled_image, tiled_t_max)
+    mean = ("mean", None, params.t_max)
+    # 'best' also tries the tiled start with patches 2 px larger (coarser structure: stripes, grids).
+    larger = (f"tiled_p{params.patch_size + 2}", tiled_image, tiled_t_max)
+    return {"mean": [mean], "tiled": [tiled], "best": [tiled, larger, mean]}[params.init]
+
+
+def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, instance: Instance,
+                 reference: Reference, images: list[torch.Tensor], init: TextureMap, views: InstanceViews
+                 ) -> tuple[LoopSettings, Reference, Scoring]:
+    """A world-scale start (texture.project): views read the mip level of their pixel size, the prior's bank
+    is the swatch at the views' scale, candidates are scored against the ideal's renders (the swatch
+    repeated at its real size), and may not open seams wider than the start's."""
+    level = render_level(views, params.texture_size)
+    settings = dataclasses.replace(settings, render_level=level)
+    if params.prior == "closed_form":  # the patch bank at the views' scale (an SD prior reads the photo)
+        reference = dataclasses.replace(reference, images=(swatch_at_view_scale(reference, init, views),))
+    ideal = ideal_atlas(scene, instance, reference_for_ideal(reference, images), init)
+    # Candidates are judged where the acceptance measure looks: the graph's views (layout) and close-ups
+    # at one pixel per texel (the pattern's shape), each at its own mip level.
+    view_sets = [(views, level)]
+    closeups = selection_closeups(scene, instance, float(init.info["texels_per_metre"]))
+    if closeups is not None:
+        view_sets.append((closeups, 0))
+    with torch.no_grad():
+        ideal_renders = [render_at_level(ideal, v, lv).clamp(0, 1) for v, lv in view_sets]
+    faces = scene.faces[instance.face_mask]
+
+    def seams(image: torch.Tensor) -> float:
+        return seam_ratio(scene.positions, faces, scene.uvs, image.float()).ratio
+
+    def distance(texture: PyramidTexture) -> float:
+        with torch.no_grad():
+            image = texture.image()
+            values = [structure_distance(render_at_level(image, v, lv).clamp(0, 1), v.mask, target, v.mask, seed=0)
+                      for (v, lv), target in zip(view_sets, ideal_renders, strict=True)]
+        return float(sum(values) / len(values))
+
+    return settings, reference, Scoring(distance, seams, max(SEAM_RATIO_LIMIT, seams(init.image)))
+
+
 def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
                      views: Views, guidance_bank: Keyed[Reference] | None, init: TextureMap | None,
                      stage: str, domain_adapter: Any = None) -> TextureMap:
@@ -156,53 +255,46 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
 
     name = instance.name or (ctx.item or "")
     images = reference_images(reference, ctx)
-    try:
-        instance_views = select_instance_views(views, name)
-    except ValueError as err:
-        raise UserError(str(err), node=ctx.node_id, item=ctx.item,
-                        hint="give views.sample more cameras (params.count) or a higher resolution") from None
-    seed = derived_seed(ctx, params.seed)
-    faces = scene.faces[instance.face_mask]
-    atlas_mask = uv_island_mask(scene.uvs, faces, params.texture_size)
+    instance_views = _views_or_fallback(ctx, views, name, init)
+    if isinstance(instance_views, TextureMap):
+        return instance_views
+    if init is not None:
+        if init.image.dim() != 3 or init.image.shape[0] != 3:
+            raise UserError(f"init texture has shape {tuple(init.image.shape)}, expected [3, H, W]",
+                            node=ctx.node_id, item=ctx.item)
+        # The atlas is the start's: its size follows the graph's texel density (texture.project).
+        size = int(init.image.shape[-1])
+        params = params.model_copy(update={"texture_size": size,
+                                           "texture_levels": min(params.texture_levels, size.bit_length() - 1)})
+        atlas_mask = init.mask.bool()
+    else:
+        atlas_mask = uv_island_mask(scene.uvs, scene.faces[instance.face_mask], params.texture_size)
     settings = LoopSettings(
         method=params.method, steps=params.steps, lr=params.lr, guidance_scale=params.guidance_scale,
         t_min=params.t_min, t_max=params.t_max, schedule=params.schedule, texture_size=params.texture_size,
         texture_levels=params.texture_levels, views_per_step=params.views_per_step,
     )
-    fill = torch.stack([img.mean((1, 2)) for img in images]).mean(0)
-    init_image = init.image.float() if init is not None else None
-    if init_image is not None and (init_image.dim() != 3 or init_image.shape[0] != 3):
-        raise UserError(f"init texture has shape {tuple(init_image.shape)}, expected [3, H, W]",
-                        node=ctx.node_id, item=ctx.item)
-    # Candidate starts: (label, init image, t_max).
-    if init_image is not None:
-        candidates = [("input", init_image, params.t_max)]
-        if params.init == "best":
-            candidates.append((f"input_p{params.patch_size + 2}", init_image, params.t_max))
-    else:
-        from .acceptance import tiled_baseline
-
-        tiled_image = tiled_baseline(images[0], atlas_mask)
-        tiled_t_max = max(params.t_min, min(params.t_max, params.tiled_t_max))
-        tiled = ("tiled", tiled_image, tiled_t_max)
-        mean = ("mean", None, params.t_max)
-        # 'best' also tries the tiled start with patches 2 px larger (coarser structure: stripes, grids).
-        larger = (f"tiled_p{params.patch_size + 2}", tiled_image, tiled_t_max)
-        candidates = {"mean": [mean], "tiled": [tiled], "best": [tiled, larger, mean]}[params.init]
-
-    seen = seen_texels(instance_views.uv, instance_views.mask, params.texture_size)
+    seen: torch.Tensor | None = seen_texels(instance_views.uv, instance_views.mask, params.texture_size)
+    scoring = Scoring(lambda texture: _score(texture, instance_views, images))
+    if init is not None and "texels_per_metre" in init.info:
+        settings, reference, scoring = _world_scale(params, settings, scene, instance, reference, images, init,
+                                                    instance_views)
+        seen = None  # texels no view sees keep the start instead of being filled from their neighbours
+    candidates = _candidates(params, init, images, atlas_mask)
     best: TextureMap | None = None
     scores: dict[str, float] = {}
-    if init_image is not None and params.init == "best":
+    if init is not None and params.init == "best":
         # A refinement stage must not return something further from the reference than what it was
         # given: the unchanged input competes with the refined candidates under the same score.
-        kept = PyramidTexture(params.texture_size, params.texture_levels, init=init_image)
+        kept = PyramidTexture(params.texture_size, params.texture_levels, init=init.image.float(),
+                              render_level=settings.render_level)
         best = kept.to_texture_map(atlas_mask, seen, {"stage": stage, "prior": params.prior, "instance": name,
                                                       "init": "input_kept", "steps": 0})
-        best.info["sw_to_reference"] = scores["input_kept"] = _score(kept, instance_views, images)
+        best.info["sw_to_reference"] = scores["input_kept"] = scoring.distance(kept)
+    fill = torch.stack([img.mean((1, 2)) for img in images]).mean(0)
+    seed = derived_seed(ctx, params.seed)
     with ctx.progress(total=params.steps * len(candidates), desc=stage) as bar:
         for label, start_image, t_max in candidates:
-            run_settings = dataclasses.replace(settings, t_max=t_max)
             run_params = params
             if label.startswith(("tiled_p", "input_p")):
                 run_params = params.model_copy(update={"patch_size": params.patch_size + 2,
@@ -210,21 +302,20 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
             prior = build_score_prior(run_params, ctx, reference, guidance_bank, seed,
                                       finest_only=(stage == "pixel"), t_max=t_max, domain_adapter=domain_adapter)
             texture, info = distill_texture(
-                prior, instance_views, atlas_mask, run_settings, seed, name, ctx.node_id, init=start_image,
-                fill=fill, progress=bar, info={"stage": stage, "prior": params.prior, "instance": name,
-                                               "init": label, "t_max": t_max},
+                prior, instance_views, atlas_mask, dataclasses.replace(settings, t_max=t_max), seed, name,
+                ctx.node_id, init=start_image, fill=fill, progress=bar,
+                info={"stage": stage, "prior": params.prior, "instance": name, "init": label, "t_max": t_max},
             )
             result = texture.to_texture_map(atlas_mask, seen, info)
-            score = _score(texture, instance_views, images)
-            scores[label] = score
-            result.info["sw_to_reference"] = score
-            if best is None or score < best.info["sw_to_reference"]:
+            scores[label] = result.info["sw_to_reference"] = scoring.distance(texture)
+            if best is None or (scores[label] < best.info["sw_to_reference"] and scoring.accepts(result.image)):
                 best = result
     assert best is not None
     if len(scores) > 1:
         best.info["init_scores"] = scores
-    result = best
-    return result
+    if init is not None:  # the world scale of the start (texture.project) travels with the texture
+        best.info.update({k: init.info[k] for k in WORLD_SCALE_KEYS if k in init.info})
+    return best
 
 
 @register
@@ -232,16 +323,16 @@ class DistillSemantic(Node):
     """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
 
     name = "distill.semantic"
-    version = 1
+    version = 2
     Params = DistillParams
-    map_over = ("instances", "references")
+    map_over = ("instances", "references", "init")
     resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
-            guidance_bank: Keyed[Reference] | None = None, weights: Path | None = None,
-            domain_adapter: DomainAdapter | None = None) -> TextureMap:
+            init: TextureMap | None = None, guidance_bank: Keyed[Reference] | None = None,
+            weights: Path | None = None, domain_adapter: DomainAdapter | None = None) -> TextureMap:
         return run_distillation(with_weights(self.params, weights), ctx, scene, instances, references, views,
-                                guidance_bank, None, "semantic", domain_adapter=domain_adapter)
+                                guidance_bank, init, "semantic", domain_adapter=domain_adapter)
 
 
 class PixelParams(DistillParams):
@@ -299,24 +390,77 @@ class SuperResParams(BaseModel):
         return self
 
 
+def detail_transfer(scene: Scene, instance: Instance, reference: Reference, texture: TextureMap,
+                    factor: int) -> torch.Tensor:
+    """`P_hi + up(x - P_lo)`: the swatch projected at `factor` times the density, plus the difference between
+    the input `x` and the projection at its own density (what distillation changed), clamped."""
+    from nodes.texture.project import ProjectionSettings, project_instance
+
+    size = int(texture.image.shape[-1])
+    density = float(texture.info["texels_per_metre"])
+
+    def project(side: int, scale: int) -> torch.Tensor:
+        options = dict(texture.info.get("projection", {}))
+        # The same charts go triplanar at both densities: the small-chart threshold counts base texels.
+        options["min_chart_texels"] = options.get("min_chart_texels", 16.0) * scale * scale
+        settings = ProjectionSettings(texels_per_metre=density * scale, min_size=side, max_size=side, **options)
+        return project_instance(scene, instance.face_mask, reference, settings).image
+
+    change = texture.image.float() - project(size, 1)
+    up = F.interpolate(change[None], scale_factor=factor, mode="bilinear", align_corners=False)[0]
+    return (project(size * factor, factor) + up).clamp(0, 1)
+
+
+def keep_best_upscale(out: torch.Tensor, out_mask: torch.Tensor, image: torch.Tensor, start: torch.Tensor | None,
+                      swatch: torch.Tensor, factor: int, info: dict[str, Any],
+                      seams: Callable[[torch.Tensor], float] | None = None) -> torch.Tensor:
+    """The refined atlas, or its plain alternative when refining did not bring it closer to the swatch.
+
+    The alternative is the detail transfer the refinement started from when there is one, else the input
+    upsampled. Compared in atlas space with the swatch's patches at the output's density (structure
+    distance over the instance's texels); the refined atlas must also add no isolated outliers and open
+    no seam wider than the alternative's (`seams`, when the scene is known): super-resolution may
+    sharpen, never add speckle, seams or drift.
+    """
+    plain_name = "detail_transfer" if start is not None else "upsampled"
+    plain = start if start is not None else F.interpolate(image[None], scale_factor=factor, mode="bicubic",
+                                                          align_corners=False)[0].clamp(0, 1)
+    mask, target = out_mask[None, None].float(), swatch[None]
+
+    def distance(candidate: torch.Tensor) -> float:
+        return structure_distance(candidate[None], mask, target, torch.ones_like(target[:, :1]), seed=0)
+
+    scores = {"refined": distance(out), plain_name: distance(plain)}
+    clean = isolated_outliers(out, out_mask) <= isolated_outliers(plain, out_mask) + 1e-4
+    if seams is not None:
+        clean = clean and seams(out) <= max(SEAM_RATIO_LIMIT, seams(plain))
+    chosen = "refined" if clean and scores["refined"] < scores[plain_name] else plain_name
+    info.update(superres_scores=scores, superres_choice=chosen)
+    return out if chosen == "refined" else plain
+
+
 @register
 class SuperResAnchored(Node):
     """×2/×4 texture refinement by SDS with a super-resolution prior anchored on the input texture."""
 
     name = "superres.anchored"
-    version = 1
+    version = 2
     Params = SuperResParams
-    map_over = ("texture", "references")
+    map_over = ("texture", "references", "instances")
     resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, texture: TextureMap, references: Reference,
-            weights: Path | None = None) -> TextureMap:
+            weights: Path | None = None, scene: Scene | None = None,
+            instances: Instance | None = None) -> TextureMap:
         from nodes.render.uv_raster import dilate_into_empty
 
         from .superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres, superres_info
 
         p = with_weights(self.params, weights)
         images = reference_images(references, ctx)
+        if "texels_per_metre" in texture.info:
+            # (high, low) pairs from the swatch at the output's density, not at the image's own pixels.
+            images = [swatch_at_density(references, texture.info, p.factor)]
         image = texture.image.float()
         if image.dim() != 3 or image.shape[0] != 3 or not bool(torch.isfinite(image).all()):
             raise UserError(f"input texture is not a finite [3, H, W] image (shape {tuple(image.shape)})",
@@ -333,16 +477,27 @@ class SuperResAnchored(Node):
                                     schedule=p.schedule, noise_level=p.noise_level, crop=p.crop,
                                     crops_per_step=p.crops_per_step)
         info: dict[str, Any] = {"stage": "superres", "prior": p.prior, "factor": p.factor, "restarted": False}
+        # With the scene, a world-scale texture starts from the swatch projected at the output's density
+        # plus what the earlier stages changed (detail transfer): the swatch's own fine detail, anchored.
+        start, seams = None, None
+        if scene is not None and instances is not None and "texels_per_metre" in texture.info:
+            start = detail_transfer(scene, instances, references, texture, p.factor)
+            faces = scene.faces[instances.face_mask]
+            seams = lambda atlas: seam_ratio(scene.positions, faces, scene.uvs, atlas).ratio  # noqa: E731
         with ctx.progress(total=p.steps, desc="superres") as bar:
             def attempt(lr: float, index: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
                 return anchored_superres(prior, image, texture.mask, settings, torch.Generator().manual_seed(seed),
-                                         on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr)
+                                         on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr,
+                                         start=start)
 
             (out, out_mask, losses), lr = with_one_restart(attempt, p.lr, node_id=ctx.node_id, item=ctx.item,
                                                            what="the texture", info=info, hint="lower params.lr")
         if bool(out_mask.any()):
             out = dilate_into_empty(out, out_mask, iterations=out.shape[-1])
         info.update(steps=p.steps, lr=lr, final_loss=losses[-1] if losses else None)
+        if "texels_per_metre" in texture.info:
+            out = keep_best_upscale(out, out_mask, image, start, images[0], p.factor, info, seams)
+            info["texels_per_metre"] = float(texture.info["texels_per_metre"]) * p.factor
         info.update(superres_info(out, image, out_mask, texture.mask.bool(), images[0], p.factor))
         return TextureMap(image=out.contiguous(), mask=out_mask, info={**dict(texture.info), **info,
                                                                        "input_size": int(image.shape[-1])})

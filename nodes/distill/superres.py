@@ -129,8 +129,11 @@ def anchored_superres(
     on_step: Callable[[int, float], None] | None = None,
     poison_at: int | None = None,
     lr: float | None = None,
+    start: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Optimise the ×factor atlas; returns (image `[3, fH, fW]`, mask `[fH, fW]`, losses).
+
+    `start` (optional, `[3, fH, fW]`): where the optimisation begins instead of the upsampled input.
 
     Raises `nodes.distill.loop.NonFiniteError` on NaN/inf (`AveragedAdam.step`).
     """
@@ -140,7 +143,8 @@ def anchored_superres(
     f = settings.factor
     size = image.shape[-1] * f
     hi_mask = F.interpolate(mask[None, None].float(), scale_factor=f, mode="nearest")[0, 0] > 0.5
-    start = F.interpolate(image[None].float(), size=(size, size), mode="bilinear", align_corners=False)[0]
+    if start is None:
+        start = F.interpolate(image[None].float(), size=(size, size), mode="bilinear", align_corners=False)[0]
     texture = PyramidTexture(size, settings.texture_levels, init=start)
     with torch.no_grad():
         anchor = anchor_of(texture.image(), f)  # x_cond = up(down(g(θ0))), frozen

@@ -36,11 +36,14 @@ class PyramidTexture(torch.nn.Module):
     """RGB atlas `[3, size, size]` = Σ_k up(level_k); level 0 is the coarsest."""
 
     def __init__(self, size: int, levels: int = 4, init: torch.Tensor | None = None,
-                 fill: torch.Tensor | float = 0.5) -> None:
+                 fill: torch.Tensor | float = 0.5, render_level: int = 0) -> None:
         super().__init__()
         if size < 2 ** (levels - 1):
             raise ValueError(f"texture size {size} too small for {levels} pyramid levels")
         self.size = size
+        # Renders read the atlas box-filtered by 2^render_level (a mip level): when a view's pixel
+        # spans several texels, every texel under it gets its share of the gradient instead of four.
+        self.render_level = max(0, min(render_level, size.bit_length() - 1))
         sizes = [max(1, size >> (levels - 1 - k)) for k in range(levels)]
         if init is None:
             colour = torch.as_tensor(fill, dtype=torch.float32).reshape(-1, 1, 1).expand(3, size, size)
@@ -73,23 +76,28 @@ class PyramidTexture(torch.nn.Module):
 
         They depend only on the views and the atlas size: build them once per run, then `render_taps` each step.
         """
-        return bilinear_taps(uv, self.size, self.size, mask=mask[:, 0], boundary_mode="clamp")
+        side = self.size >> self.render_level
+        return bilinear_taps(uv, side, side, mask=mask[:, 0], boundary_mode="clamp")
 
     def render_taps(self, taps: BilinearTaps) -> torch.Tensor:
         """Renders `[B, 3, H, W]` through precomputed `taps` (zero off the mask they were built with)."""
-        return sample_taps(self.image(), taps)
+        image = self.image()
+        if self.render_level:
+            image = F.avg_pool2d(image[None], 2**self.render_level)[0]
+        return sample_taps(image, taps)
 
     def render(self, uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Renders `[B, 3, H, W]` through interpolated glTF UVs `[B, H, W, 2]`, zero where `mask` `[B, 1, H, W]` is 0."""
         return self.render_taps(self.taps(uv, mask))
 
-    def to_texture_map(self, atlas_mask: torch.Tensor, seen: torch.Tensor, info: dict[str, Any]) -> TextureMap:
-        """The clamped atlas with unseen texels filled from their seen neighbours by UV-space dilation."""
+    def to_texture_map(self, atlas_mask: torch.Tensor, seen: torch.Tensor | None, info: dict[str, Any]) -> TextureMap:
+        """The clamped atlas with unseen texels filled from their seen neighbours by UV-space dilation
+        (`seen` None: no fill, the texture started from a complete atlas and unseen texels keep it)."""
         from nodes.render.uv_raster import dilate_into_empty
 
         with torch.no_grad():
             image = self.image().clamp(0.0, 1.0)
-            if bool(seen.any()):
+            if seen is not None and bool(seen.any()):
                 image = dilate_into_empty(image, seen, iterations=image.shape[-1])
         return TextureMap(image=image.contiguous(), mask=atlas_mask.bool(), info=info)
 

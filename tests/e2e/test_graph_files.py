@@ -9,9 +9,11 @@ from e2e_helpers import GRAPHS, graphflow_cli
 import graphflow as gf
 
 TEXTURING = ["demo_room.yaml", "texture_scene.yaml", "texture_scene_sd.yaml"]
-NODE_IDS = {"scene", "segment", "bind", "views", "semantic", "pixel", "superres", "brdf", "export", "preview"}
+NODE_IDS = {"scene", "segment", "bind", "views", "project", "semantic", "pixel", "superres", "brdf", "export",
+            "export_usd", "export_mtlx", "preview"}
+OUTPUTS = {"asset", "usdz", "mtlx", "preview"}
 KNOBS = ["semantic.params.steps=7", "pixel.params.steps=7", "superres.params.steps=7", "brdf.params.steps=7",
-         "semantic.params.texture_size=64", "views.params.count=3", "views.params.resolution=64", "*.params.seed=5"]
+         "project.params.texels_per_metre=64", "views.params.count=3", "views.params.resolution=64", "*.params.seed=5"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in GRAPHS.glob("*.yaml")))
@@ -23,7 +25,7 @@ def test_shipped_graph_validates_and_round_trips(name: str) -> None:
 @pytest.mark.parametrize("name", TEXTURING)
 def test_texturing_graphs_share_node_ids_and_knobs(name: str, tmp_path: Path) -> None:
     graph = gf.Graph.from_yaml(GRAPHS / name)
-    assert set(graph.nodes) == NODE_IDS and set(graph.outputs) == {"asset", "preview"}
+    assert set(graph.nodes) == NODE_IDS and set(graph.outputs) == OUTPUTS
     args = [a for knob in KNOBS for a in ("--set", knob)]
     res = graphflow_cli("validate", str(GRAPHS / name), *args, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -1,0 +1,105 @@
+"""The swatch at its real size as an instance's views see it: the scale the prior and the score need.
+
+A texture started by `texture.project` has its texel density; the views show
+it at their own pixel density. `render_level` picks the mip level whose
+texels match the views' pixels; `swatch_at_view_scale` resamples the swatch
+to the views' pixels per metre (tiled a few times, so the bank holds the
+patches that cross its repeat); `ideal_atlas` is the swatch laid at its real
+size with no seam blending, at another phase: what the distilled texture's
+renders are scored against, so a candidate is chosen for looking like the
+swatch at its size, not like the swatch image at its own pixel scale.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from nodes.render.ops import uv_derivatives
+from nodes.texture.project import ProjectionSettings, project_instance
+from nodes.types import Instance, Reference, Scene, TextureMap
+
+from .texture_param import InstanceViews
+
+IDEAL_PHASE = (0.37, 0.61)  # metres: any phase that is not the start's
+WORLD_SCALE_KEYS = ("texels_per_metre", "swatch_size_m", "mode", "projection")  # texture.project's info that later stages read
+
+
+def texels_per_pixel(views: InstanceViews, atlas_size: int) -> float:
+    """Median linear number of atlas texels one view pixel spans on the instance."""
+    mask = views.mask[:, 0] > 0.5
+    da = uv_derivatives(views.uv, mask)[mask] * atlas_size  # [N, 4] (du/dx, du/dy, dv/dx, dv/dy)
+    if da.numel() == 0:
+        return 1.0
+    area = (da[:, 0] * da[:, 3] - da[:, 1] * da[:, 2]).abs()
+    return float(area.median().clamp_min(1e-12).sqrt())
+
+
+def render_level(views: InstanceViews, atlas_size: int) -> int:
+    return max(0, round(math.log2(max(texels_per_pixel(views, atlas_size), 1.0))))
+
+
+def swatch_at_view_scale(reference: Reference, init: TextureMap, views: InstanceViews, min_side: int = 48
+                         ) -> torch.Tensor:
+    """The first reference image at the views' pixels per metre, repeated to at least `min_side` pixels."""
+    density = float(init.info.get("texels_per_metre", 0) or 0)
+    width_m, height_m = init.info.get("swatch_size_m", [reference.size, reference.size])
+    image = reference.images[0].float()
+    if density <= 0:
+        return image
+    pixels_per_metre = density / texels_per_pixel(views, int(init.image.shape[-1]))
+    size = (max(2, round(height_m * pixels_per_metre)), max(2, round(width_m * pixels_per_metre)))
+    resized = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    if init.info.get("mode") == "fit":
+        return resized.clamp(0, 1)
+    reps = (max(2, -(-min_side // size[0])), max(2, -(-min_side // size[1])))
+    return resized.repeat(1, *reps).clamp(0, 1)
+
+
+def ideal_atlas(scene: Scene, instance: Instance, reference: Reference, init: TextureMap,
+                phase: tuple[float, float] = IDEAL_PHASE) -> torch.Tensor:
+    """The swatch repeated at its real size on the instance's atlas, unblended, at another phase."""
+    settings = ProjectionSettings(texels_per_metre=float(init.info["texels_per_metre"]),
+                                  min_size=int(init.image.shape[-1]), max_size=int(init.image.shape[-1]),
+                                  blend_width=0.0, phase=phase)
+    return project_instance(scene, instance.face_mask, reference, settings).image
+
+
+def swatch_at_density(reference: Reference, info: dict, factor: int = 1, min_side: int = 64) -> torch.Tensor:
+    """The first reference image at `factor` times the texture's texel density, repeated to `min_side` pixels."""
+    density = float(info["texels_per_metre"]) * factor
+    width_m, height_m = info.get("swatch_size_m", [reference.size, reference.size])
+    image = reference.images[0].float()
+    size = (max(2, round(height_m * density)), max(2, round(width_m * density)))
+    image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    if info.get("mode") == "fit":
+        return image.clamp(0, 1)
+    reps = (max(1, -(-min_side // image.shape[-2])), max(1, -(-min_side // image.shape[-1])))
+    return image.repeat(1, *reps).clamp(0, 1)
+
+
+def render_at_level(image: torch.Tensor, views: InstanceViews, level: int) -> torch.Tensor:
+    """Renders `[B, 3, H, W]` of an atlas `[3, S, S]` read at mip level `level` (box filter), zero off the instance."""
+    from nodes.render.ops import bilinear_taps, sample_taps
+
+    if level:
+        image = F.avg_pool2d(image[None], 2**level)[0]
+    taps = bilinear_taps(views.uv, image.shape[-2], image.shape[-1], mask=views.mask[:, 0], boundary_mode="clamp")
+    return sample_taps(image, taps)
+
+
+def selection_closeups(scene: Scene, instance: Instance, texels_per_metre: float) -> InstanceViews | None:
+    """Close-up views of the instance (one pixel per texel) for choosing between candidates: a seed apart
+    from the acceptance measure's own close-ups, so what is measured there was not chosen on."""
+    from .acceptance import CLOSEUP_RESOLUTION, CLOSEUPS
+    from nodes.render.views import closeup_cameras, render_cameras
+    from .texture_param import select_instance_views
+
+    cameras = closeup_cameras(scene, instance, CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed=1)
+    views = render_cameras(scene, {instance.name: instance}, cameras, (instance.name,) * len(cameras),
+                           CLOSEUP_RESOLUTION)
+    try:
+        return select_instance_views(views, instance.name, min_pixels=64, multiple=1)
+    except ValueError:
+        return None

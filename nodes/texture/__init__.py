@@ -1,0 +1,1 @@
+"""World-scale texturing: UV charts with their surface frames, swatches, and `texture.project`."""

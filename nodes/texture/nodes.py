@@ -1,0 +1,58 @@
+"""`texture.project`: each instance's swatch laid at its real size on its own atlas (see `project`)."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from graphflow import Context, Node, Resources, UserError, register
+from nodes.types import Instance, Reference, Scene, TextureMap
+
+from .project import ProjectionSettings, project_instance
+
+
+class ProjectParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    texels_per_metre: float = Field(
+        128.0, gt=0, le=8192, description="texel density of every atlas: an instance's atlas side is this times "
+        "sqrt(surface area / UV area), rounded to a power of two and clamped to [min_size, max_size]")
+    min_size: int = Field(64, ge=8, le=8192, description="smallest atlas side (texels)")
+    max_size: int = Field(1024, ge=8, le=8192, description="largest atlas side (texels)")
+    blend_width: float = Field(0.08, ge=0, le=10, description="half-width of the cross-fade across UV seams, in "
+                               "metres (wide enough to span a pattern's repeat is best); 0: no blending")
+    max_distortion: float = Field(0.12, gt=0, le=10, description="charts whose faces stretch more than this "
+                                  "(mean |log stretch|) against one linear map get a triplanar projection")
+
+    @model_validator(mode="after")
+    def _check(self) -> ProjectParams:
+        if self.min_size > self.max_size:
+            raise ValueError(f"min_size ({self.min_size}) must be <= max_size ({self.max_size})")
+        return self
+
+    def settings(self) -> ProjectionSettings:
+        return ProjectionSettings(texels_per_metre=self.texels_per_metre, min_size=self.min_size,
+                                  max_size=self.max_size, blend_width=self.blend_width,
+                                  max_distortion=self.max_distortion)
+
+
+@register
+class TextureProject(Node):
+    """The bound swatch laid on each instance at its real size (`size`, `mode` of its reference): per UV
+    chart by the chart's tangent frame, triplanar where charts are tiny or distorted, cross-faded across
+    seams. A fast preview on its own, and the start of `distill.semantic`."""
+
+    name = "texture.project"
+    version = 1
+    Params = ProjectParams
+    map_over = ("instances", "references")
+    resources = Resources(num_cpus=1, memory_mb=1024)
+
+    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference) -> TextureMap:
+        if instances.face_mask.shape[0] != scene.num_faces:
+            raise UserError("instances do not belong to this scene (face count differs)", node=ctx.node_id,
+                            item=ctx.item, hint="connect `scene` and `instances` from the same loader")
+        if not references.images:
+            raise UserError("the reference has no images", node=ctx.node_id, item=ctx.item,
+                            hint="bind at least one image to this instance in the references file")
+        if not bool(instances.face_mask.any()):
+            raise UserError("the instance has no faces", node=ctx.node_id, item=ctx.item)
+        return project_instance(scene, instances.face_mask, references, self.params.settings())
