@@ -61,8 +61,8 @@ def test_sheenchair_decomposition_beats_the_trivial_baseline(tmp_path) -> None:
         image[:, geometry.index] = appearance.T
         texture = TextureMap(image=image.reshape(3, SIZE, SIZE), mask=geometry.mask)
         reference = Reference(images=(torch.full((3, 8, 8), 0.5),), material=PART_CLASSES[name])
-        maps = Decompose().run(make_context("brdf", item=name, seed=0), scene=chair.scene, instances=chair.instances[name],
-                               texture=texture, references=reference)
+        maps = Decompose().run(make_context("brdf", item=name, seed=0), scene=chair.scene,
+                               instances=chair.instances[name], texture=texture, references=reference)
         pbr_maps[name] = maps
         albedo = _texels(maps.albedo, geometry.index)
         roughness = _texels(maps.roughness, geometry.index)
@@ -126,7 +126,7 @@ def test_sheenchair_decomposition_beats_the_trivial_baseline(tmp_path) -> None:
     assert after["n_dot_l"] < before["n_dot_l"] and after["ao"] < before["ao"], (before, after)
 
     # The factorized asset: opens in pygltflib and trimesh, passes the validator.
-    blob = ExportGltf().run(make_context("export"), scene=chair.scene, instances=chair.instances[name], pbr=Keyed(pbr_maps))
+    blob = ExportGltf().run(make_context("export"), scene=chair.scene, instances=chair.instances, pbr=Keyed(pbr_maps))
     path = tmp_path / "sheenchair_pbr.glb"
     path.write_bytes(blob.data)
     import pygltflib
