@@ -16,12 +16,12 @@ CliRunner = Callable[..., subprocess.CompletedProcess]
 def cli_env(cache: Path | None = None, plugins: str = TOY_PLUGIN, extra_path: list[Path] = (),  # type: ignore[assignment]
             env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a CLI subprocess: `tests/` (and `extra_path`) importable, the toy nodes
-    registered, the cache in `cache` unless the caller's environment names one."""
+    registered, the cache in `cache` when given (tests stay isolated even when CI sets GRAPHFLOW_CACHE)."""
     full = dict(os.environ)
     full["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), str(TESTS), full.get("PYTHONPATH", "")])
     full["GRAPHFLOW_PLUGINS"] = plugins
     if cache is not None:
-        full.setdefault("GRAPHFLOW_CACHE", str(cache))
+        full["GRAPHFLOW_CACHE"] = str(cache)
     full.update(env or {})
     return full
 
