@@ -13,6 +13,8 @@ BOX = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "Box" /
 TINY = [
     "--set", "views.params.count=2", "--set", "views.params.resolution=32",
     "--set", "semantic.params.steps=2", "--set", "semantic.params.texture_size=32",
+    "--set", "project.params.texels_per_metre=8", "--set", "project.params.min_size=16",
+    "--set", "project.params.max_size=32",
     "--set", "pixel.params.steps=1", "--set", "superres.params.steps=1",
     "--set", "brdf.params.steps=1", "--set", "brdf.params.ao_rays=4", "--set", "preview.params.resolution=64",
 ]

@@ -16,6 +16,7 @@ SMALL_DEMO = [  # small enough for a few minutes on 2 loaded cores (resolution 3
     "semantic.params.steps=2", "pixel.params.steps=2", "superres.params.steps=2", "brdf.params.steps=2",
     "brdf.params.ao_rays=4", "views.params.count=2", "views.params.resolution=64",
     "semantic.params.texture_size=64", "pixel.params.texture_size=64", "semantic.params.bank_size=256",
+    "project.params.texels_per_metre=16", "project.params.min_size=32", "project.params.max_size=64",
     "pixel.params.bank_size=256", "superres.params.bank_size=256", "preview.params.resolution=32",
 ]
 SMALL_SCENE = [s for s in SMALL_DEMO if not s.startswith("preview.")]

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "graphs" / "demo_room.yaml"
 TINY = {
     "views.params.count": 2, "views.params.resolution": 64,
+    "project.params.texels_per_metre": 8, "project.params.min_size": 16, "project.params.max_size": 32,
     "semantic.params.steps": 2, "semantic.params.texture_size": 32, "semantic.params.bank_size": 64,
     "semantic.params.pyramid_levels": 1, "semantic.params.views_per_step": 1,
     "pixel.params.steps": 2, "pixel.params.texture_size": 32, "pixel.params.bank_size": 64,
