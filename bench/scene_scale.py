@@ -37,6 +37,7 @@ from nodes.scene.patterns import PATTERNS
 GRAPH = ROOT / "graphs" / "texture_scene.yaml"
 STAGES = ("scene", "segment", "views", "project", "semantic", "pixel", "superres", "brdf", "export", "export_usd",
           "export_mtlx", "preview")
+SINGLE_THREAD_BELOW = 1.3  # cores busy on average; on 2 cores a stage below this ran mostly on one thread
 
 
 def knobs(steps: int, density: float) -> list[str]:
@@ -111,14 +112,24 @@ def stage_table(entries: list[dict], texels: int) -> dict[str, dict[str, float]]
     """Per stage: seconds (summed over items), items, peak RSS (MB) and final texels per second."""
     table: dict[str, dict[str, float]] = {}
     for entry in entries:
-        row = table.setdefault(entry["node"], {"seconds": 0.0, "items": 0, "peak_rss_mb": 0.0})
+        row = table.setdefault(entry["node"], {"seconds": 0.0, "cpu_seconds": 0.0, "items": 0, "peak_rss_mb": 0.0})
         row["seconds"] += entry["seconds"]
+        row["cpu_seconds"] += entry.get("cpu_seconds", 0.0)
         row["items"] += 1
         row["peak_rss_mb"] = max(row["peak_rss_mb"], entry.get("peak_rss_mb", 0.0))
     for row in table.values():
-        row["seconds"] = round(row["seconds"], 3)
+        row["threads_busy"] = round(row["cpu_seconds"] / row["seconds"], 2) if row["seconds"] > 0 else None
+        row["seconds"], row["cpu_seconds"] = round(row["seconds"], 3), round(row["cpu_seconds"], 3)
         row["texels_per_s"] = round(texels / row["seconds"]) if row["seconds"] > 0 else None
     return table
+
+
+def single_thread_share(stages: dict[str, dict[str, float]], total: float) -> float:
+    """The share of the run spent in stages that kept fewer than SINGLE_THREAD_BELOW cores busy on average
+    (CPU seconds of the process over wall seconds: 1.0 = one thread). Load from other processes lowers
+    it too, so on a shared machine this over-counts."""
+    slow = sum(row["seconds"] for row in stages.values() if (row["threads_busy"] or 0) < SINGLE_THREAD_BELOW)
+    return round(slow / total, 3) if total else 0.0
 
 
 def measure(work: Path, instances: int, tris: int, steps: int, density: float, cache: Path | None = None) -> dict:
@@ -132,10 +143,13 @@ def measure(work: Path, instances: int, tris: int, steps: int, density: float, c
               "wall_s": round(got["wall"], 2),
               "stage_s_total": round(total, 2), "texels": got["texels"],
               "texels_per_s": round(got["texels"] / total) if total else None,
-              "peak_rss_mb": max(row["peak_rss_mb"] for row in stages.values()), "stages": stages}
+              "peak_rss_mb": max(row["peak_rss_mb"] for row in stages.values()),
+              "single_thread_share": single_thread_share(stages, total), "stages": stages}
     print(f"{instances:4d} instances {triangles:8d} triangles steps {steps} (load {load}): wall {got['wall']:7.1f} s, "
           f"stages {total:7.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB, {got['texels']} texels, "
-          + ", ".join(f"{name} {stages[name]['seconds']:.1f}" for name in STAGES if name in stages), flush=True)
+          + ", ".join(f"{name} {stages[name]['seconds']:.1f} s x{stages[name]['threads_busy']}" for name in STAGES
+                      if name in stages)
+          + f"; single-threaded stages {100 * result['single_thread_share']:.0f}% of the run", flush=True)
     return result
 
 
@@ -154,6 +168,17 @@ def fixed_cost(low: dict, high: dict) -> dict[str, float]:
     fixed = t1 - per_step * s1
     return {"semantic_item_s": round(t1 / items, 3), "fixed_per_item_s": round(fixed / items, 3),
             "fixed_fraction": round(fixed / t1, 3) if t1 > 0 else None}
+
+
+def targets(summary: dict, runs: list[dict]) -> dict[str, bool | None]:
+    """Issue 14's targets, each True/False (None: not measured in this run, e.g. without --large)."""
+    large = [r for r in runs if r["instances"] >= 200]
+    exp = summary["exponent_time_vs_instances"]
+    return {"time_vs_instances_exponent_le_1.1": None if exp is None else exp <= 1.1,
+            "fixed_cost_under_20pct": summary["fixed_cost"]["fixed_fraction"] < 0.2,
+            "200_instances_within_20_min": max(r["wall_s"] for r in large) <= 1200 if large else None,
+            "peak_rss_le_8_GiB": summary["peak_rss_mb"] <= 8192,
+            "single_threaded_stages_le_10pct": max(r["single_thread_share"] for r in runs) <= 0.10}
 
 
 def main() -> None:
@@ -193,9 +218,10 @@ def main() -> None:
             "settings": {"steps": args.steps, "density": args.density, "tris_per_instance": tpi,
                          "large": args.large},
         }
+        summary["targets"] = targets(summary, [*by_instances, *by_triangles, doubled])
         print(f"time ~ instances^{summary['exponent_time_vs_instances']}, "
               f"time ~ triangles^{summary['exponent_time_vs_triangles']} (10 instances), "
-              f"fixed cost per semantic item {summary['fixed_cost']}", flush=True)
+              f"fixed cost per semantic item {summary['fixed_cost']}; targets {summary['targets']}", flush=True)
         print(json.dumps(summary))
 
 

@@ -21,6 +21,7 @@ class ReportEntry:
     message: str | None = None
     error: dict[str, Any] | None = None  # a failure's structure (`ErrorInfo.to_dict()`): node, item, param, file, hint
     note: str | None = None  # what the node said about this run (`ctx.note`), e.g. a fallback it took
+    cpu_seconds: float = 0.0  # CPU time of the process that ran it (all its threads); 0 for cached entries
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

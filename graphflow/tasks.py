@@ -55,6 +55,7 @@ class TaskResult:
     seconds: float = 0.0
     nbytes: int = 0
     peak_rss_mb: float = 0.0
+    cpu_seconds: float = 0.0  # this process's CPU time over the run, all threads: cpu / wall ~ threads busy
     error: ErrorInfo | None = None  # what went wrong, structured; str() is the one-line message
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)  # `ctx.note(...)` calls of the run, in order
@@ -132,7 +133,7 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
                   progress=ProgressReporter(bus, task.node_id, task.item, task.show_progress), log=log,
                   scratch=scratch)
     node = task.node_cls(task.params)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     result = TaskResult()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -159,5 +160,6 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
             torch.set_num_threads(threads_before)
     result.notes = list(ctx.notes)
     result.seconds = time.perf_counter() - start
+    result.cpu_seconds = time.process_time() - cpu_start
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return result
