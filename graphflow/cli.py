@@ -220,41 +220,56 @@ def explain(
     typer.echo("\n".join(account.lines()))
 
 
+def _graph_edges(graph: Graph) -> list[tuple[str, str, str, str | None]]:
+    """(source, node id, port, source output) per node input; a graph input's source is `in_<name>`."""
+    edges: list[tuple[str, str, str, str | None]] = []
+    for nid, spec in graph.nodes.items():
+        for port, src in spec.inputs.items():
+            left = f"in_{src.name}" if isinstance(src, InputRef) else src.node
+            edges.append((left, nid, port, src.output if isinstance(src, Link) else None))
+    return edges
+
+
+def _graph_outputs(graph: Graph) -> list[tuple[str, str | None]]:
+    """(output name, the node it comes from; None for a graph input passed through)."""
+    return [(name, src.node if isinstance(src, Link) else None) for name, src in graph.outputs.items()]
+
+
+def _mermaid_lines(graph: Graph) -> list[str]:
+    lines = ["flowchart LR"]
+    lines += [f'  in_{name}[/"{name}"/]' for name in graph.inputs]
+    lines += [f'  {nid}["{nid}<br/><small>{spec.type}</small>"]' for nid, spec in graph.nodes.items()]
+    for left, nid, port, output in _graph_edges(graph):
+        label = f"{output}→{port}" if output else port
+        lines.append(f"  {left} -->|{label}| {nid}")
+    for name, node in _graph_outputs(graph):
+        lines.append(f'  out_{name}(["{name}"])')
+        if node is not None:
+            lines.append(f"  {node} --> out_{name}")
+    return lines
+
+
+def _dot_lines(graph: Graph) -> list[str]:
+    lines = [f'digraph "{graph.name}" {{', "  rankdir=LR;"]
+    lines += [f'  "in_{name}" [label="{name}", shape=parallelogram];' for name in graph.inputs]
+    lines += [f'  "{nid}" [label="{nid}\\n{spec.type}", shape=box];' for nid, spec in graph.nodes.items()]
+    lines += [f'  "{left}" -> "{nid}" [label="{port}"];' for left, nid, port, _ in _graph_edges(graph)]
+    for name, node in _graph_outputs(graph):
+        lines.append(f'  "out_{name}" [label="{name}", shape=oval];')
+        if node is not None:
+            lines.append(f'  "{node}" -> "out_{name}";')
+    lines.append("}")
+    return lines
+
+
 @app.command()
 def show(graph_file: Path = typer.Argument(...), format: str = typer.Option("mermaid", "--format", "-f")) -> None:
     """Print the graph as mermaid or graphviz dot."""
     graph = _load(graph_file)
-    lines: list[str]
     if format == "mermaid":
-        lines = ["flowchart LR"]
-        for name in graph.inputs:
-            lines.append(f'  in_{name}[/"{name}"/]')
-        for nid, spec in graph.nodes.items():
-            lines.append(f'  {nid}["{nid}<br/><small>{spec.type}</small>"]')
-        for nid, spec in graph.nodes.items():
-            for port, src in spec.inputs.items():
-                left = f"in_{src.name}" if isinstance(src, InputRef) else src.node
-                label = port if not (isinstance(src, Link) and src.output) else f"{src.output}→{port}"
-                lines.append(f"  {left} -->|{label}| {nid}")
-        for name, src in graph.outputs.items():
-            lines.append(f'  out_{name}(["{name}"])')
-            if isinstance(src, Link):
-                lines.append(f"  {src.node} --> out_{name}")
+        lines = _mermaid_lines(graph)
     elif format == "dot":
-        lines = [f'digraph "{graph.name}" {{', "  rankdir=LR;"]
-        for name in graph.inputs:
-            lines.append(f'  "in_{name}" [label="{name}", shape=parallelogram];')
-        for nid, spec in graph.nodes.items():
-            lines.append(f'  "{nid}" [label="{nid}\\n{spec.type}", shape=box];')
-        for nid, spec in graph.nodes.items():
-            for port, src in spec.inputs.items():
-                left = f"in_{src.name}" if isinstance(src, InputRef) else src.node
-                lines.append(f'  "{left}" -> "{nid}" [label="{port}"];')
-        for name, src in graph.outputs.items():
-            lines.append(f'  "out_{name}" [label="{name}", shape=oval];')
-            if isinstance(src, Link):
-                lines.append(f'  "{src.node}" -> "out_{name}";')
-        lines.append("}")
+        lines = _dot_lines(graph)
     else:
         raise UserError(f"unknown format '{format}'", param="--format", hint="use mermaid or dot")
     typer.echo("\n".join(lines))

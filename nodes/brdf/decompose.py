@@ -296,31 +296,36 @@ def render_baked(
     return radiance * occ
 
 
-def solve_albedo(
-    texels: torch.Tensor,
-    roughness: torch.Tensor,
-    metallic: torch.Tensor,
-    normal_world: torch.Tensor,
-    view_dir: torch.Tensor,
-    occlusion: torch.Tensor,
-    lighting: BakedLighting,
-    light_samples: int,
-    generator: torch.Generator,
-) -> torch.Tensor:
+@dataclass(frozen=True)
+class BakeView:
+    """How one instance's texels are seen in its bake, fixed while it is decomposed."""
+
+    normal_world: torch.Tensor  # [N, 3] detail normals
+    view_dir: torch.Tensor  # [N, 3]: the geometric normal (a bake is seen along it)
+    occlusion: torch.Tensor  # [N] shading AO, at least MIN_SHADING_OCCLUSION
+    generator: torch.Generator  # the light samples' random stream
+
+    def render(self, albedo: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor,
+               lighting: BakedLighting, light_samples: int) -> torch.Tensor:
+        """`render_baked` of these texels with the given maps."""
+        return render_baked(albedo, roughness, metallic, self.normal_world, self.view_dir, self.occlusion,
+                            lighting, light_samples, self.generator)
+
+
+def solve_albedo(texels: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor, view: BakeView,
+                 lighting: BakedLighting, light_samples: int) -> torch.Tensor:
     """The albedo `[N, 3]` whose baked render equals `texels`, other maps fixed.
 
     The render is affine in albedo (Lambert term and `F0 = lerp(0.04, albedo,
     metallic)` both are), so two renders with albedo 0 and 1 under the same
     light samples give it in closed form; clamped to [1e-3, 1].
     """
-    state = generator.get_state()
+    state = view.generator.get_state()
     zeros = torch.zeros_like(texels)
     with torch.no_grad():
-        base = render_baked(zeros, roughness, metallic, normal_world, view_dir, occlusion, lighting,
-                            light_samples, generator)
-        generator.set_state(state)
-        gain = render_baked(zeros + 1.0, roughness, metallic, normal_world, view_dir, occlusion, lighting,
-                            light_samples, generator) - base
+        base = view.render(zeros, roughness, metallic, lighting, light_samples)
+        view.generator.set_state(state)
+        gain = view.render(zeros + 1.0, roughness, metallic, lighting, light_samples) - base
     albedo = ((texels - base) / gain.clamp_min(1e-4)).clamp(1e-3, 1.0)
     # Texels where the model explains little (deep crevices, AO noise) give outliers; cap them at
     # a high quantile of the well-lit texels' albedo.
@@ -331,18 +336,8 @@ def solve_albedo(
     return albedo
 
 
-def bound_light_scale(
-    texels: torch.Tensor,
-    roughness: torch.Tensor,
-    metallic: torch.Tensor,
-    normal_world: torch.Tensor,
-    view_dir: torch.Tensor,
-    occlusion: torch.Tensor,
-    lighting: BakedLighting,
-    light_samples: int,
-    generator: torch.Generator,
-    quantile: float = 0.1,
-) -> BakedLighting:
+def bound_light_scale(texels: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor, view: BakeView,
+                      lighting: BakedLighting, light_samples: int, quantile: float = 0.1) -> BakedLighting:
     """Lower the light's scale until the specular reflection fits under the appearance.
 
     Albedo and light intensity trade off freely in the diffuse term, but a
@@ -352,17 +347,16 @@ def bound_light_scale(
     `quantile` over texels of `min channel / specular`; metals (specular
     driven by albedo) leave it at 1. Only texels with AO > 0.5 vote.
     """
-    state = generator.get_state()
+    state = view.generator.get_state()
     with torch.no_grad():
-        specular = render_baked(torch.zeros_like(texels), roughness, metallic, normal_world, view_dir, occlusion,
-                                lighting, light_samples, generator)
-    generator.set_state(state)
+        specular = view.render(torch.zeros_like(texels), roughness, metallic, lighting, light_samples)
+    view.generator.set_state(state)
     specular_lum = luminance(specular)
     # Only open texels vote (in crevices the AO estimate, not the light, dominates the ratio), and
     # only where every channel holds some light: a texture with an exactly black channel (a pure
     # albedo, a saturated print) carries no specular floor to measure.
     darkest = texels.min(dim=-1).values
-    valid = (specular_lum > 1e-6) & (occlusion > 0.5) & (darkest > MIN_CHANNEL_FOR_SPECULAR)
+    valid = (specular_lum > 1e-6) & (view.occlusion > 0.5) & (darkest > MIN_CHANNEL_FOR_SPECULAR)
     if int(valid.sum()) < max(8, int(0.05 * texels.shape[0])):
         return lighting
     ratio = darkest[valid] / specular_lum[valid]
@@ -431,91 +425,95 @@ def _scatter(values: torch.Tensor, geometry: TexelGeometry, fill: list[float]) -
     return image.reshape(height, width, channels).permute(2, 0, 1).contiguous()
 
 
-def decompose_texture(
-    appearance: torch.Tensor,
-    geometry: TexelGeometry,
-    occlusion: torch.Tensor,
-    prior: MaterialPrior,
-    material: str,
-    *,
-    steps: int = 80,
-    lr: float = 0.05,
-    normal_strength: float = 1.0,
-    light_samples: int = 8,
-    generator: torch.Generator,
-    progress: object | None = None,
-) -> PBRMaps:
-    """Decompose one instance's baked `appearance` `[3, H, W]` on the atlas of `geometry`.
+class _MaterialVariables:
+    """What Adam optimises: the texels' log albedo and one roughness and one metallic logit per instance."""
 
-    `occlusion` `[N]` is the ambient occlusion of `geometry`'s texels.
-    `progress` (optional) is a bar with `.update(**info)`.
-    """
-    mask = geometry.mask
-    index = geometry.index
-    height, width = geometry.size
-    texels = appearance.reshape(3, -1).T[index].to(torch.float32).clamp_min(0.0)  # [N, 3]
-    lum = luminance(texels)
-    lighting = estimate_baked_lighting(lum, geometry.normal, occlusion)
-    ao_map = occlusion
-    # A few AO rays cannot tell 0 from 0.05 in a crevice; dividing by ~0 would make outliers.
-    occlusion = occlusion.clamp_min(MIN_SHADING_OCCLUSION)
-    lum_image = luminance(appearance.clamp_min(0.0), dim=0)
-    normal_ts_image = detail_normals(lum_image, geometry, ao_map, lighting, normal_strength * prior.relief)
-    normal_ts = normal_ts_image.reshape(3, -1).T[index]
-    normal_world = tangent_to_world(normal_ts, geometry)
-    view_dir = geometry.normal  # the bake is seen along the geometric normal
+    def __init__(self, albedo0: torch.Tensor, prior: MaterialPrior) -> None:
+        self.prior = prior
+        self.log_albedo = torch.log(albedo0).clone().requires_grad_(True)
+        # One roughness and one metallic per instance (an instance is one material): a per-texel
+        # value would be unconstrained by a single baked image and drift with the sampling noise.
+        self.count = albedo0.shape[0]
+        self.z_rough = torch.full((1, 1), _logit(prior.roughness_typical), requires_grad=True)
+        self.metallic_free = prior.metallic[1] > prior.metallic[0]
+        self.z_metal = torch.full((1, 1), _logit(prior.metallic_typical), requires_grad=self.metallic_free)
 
-    roughness0 = torch.full((texels.shape[0], 1), prior.roughness_typical)
-    metallic0 = torch.full((texels.shape[0], 1), prior.metallic_typical)
-    lighting = bound_light_scale(texels, roughness0, metallic0, normal_world, view_dir, occlusion, lighting,
-                                 max(4 * light_samples, 32), generator)
-    albedo0 = solve_albedo(texels, roughness0, metallic0, normal_world, view_dir, occlusion, lighting,
-                           max(4 * light_samples, 32), generator)
-    albedo0 = fill_unreliable(albedo0, (ao_map / AO_TRUST).clamp(0.0, 1.0), geometry)
+    def optimizer(self, lr: float) -> torch.optim.Adam:
+        material_variables = [self.z_rough] + ([self.z_metal] if self.metallic_free else [])
+        return torch.optim.Adam([{"params": [self.log_albedo], "lr": lr},
+                                 {"params": material_variables, "lr": lr * MATERIAL_LR_FACTOR}])
 
-    log_albedo = torch.log(albedo0).clone().requires_grad_(True)
-    # One roughness and one metallic per instance (an instance is one material): a per-texel
-    # value would be unconstrained by a single baked image and drift with the sampling noise.
-    count = texels.shape[0]
-    z_rough = torch.full((1, 1), _logit(prior.roughness_typical), requires_grad=True)
-    metallic_free = prior.metallic[1] > prior.metallic[0]
-    z_metal = torch.full((1, 1), _logit(prior.metallic_typical), requires_grad=metallic_free)
-    material_variables = [z_rough] + ([z_metal] if metallic_free else [])
-    optimizer = torch.optim.Adam([{"params": [log_albedo], "lr": lr},
-                                  {"params": material_variables, "lr": lr * MATERIAL_LR_FACTOR}])
-    target_energy = (texels ** 2).mean().clamp_min(1e-8)
-
-    def current() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        albedo = torch.exp(log_albedo)
-        roughness = torch.sigmoid(z_rough).expand(count, 1)
-        metallic = (torch.sigmoid(z_metal) if metallic_free else torch.full_like(z_rough, prior.metallic[0]))
-        metallic = metallic.expand(count, 1)
+    def current(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Albedo `[N, 3]`, roughness and metallic `[N, 1]`."""
+        albedo = torch.exp(self.log_albedo)
+        roughness = torch.sigmoid(self.z_rough).expand(self.count, 1)
+        metallic = (torch.sigmoid(self.z_metal) if self.metallic_free
+                    else torch.full_like(self.z_rough, self.prior.metallic[0]))
+        metallic = metallic.expand(self.count, 1)
         return albedo, roughness, metallic
 
-    losses: list[float] = []
-    for _ in range(steps):
-        albedo, roughness, metallic = current()
-        render = render_baked(albedo, roughness, metallic, normal_world, view_dir, occlusion, lighting,
-                              light_samples, generator)
-        data = ((render - texels) ** 2).mean() / target_energy
+    def loss(self, data: torch.Tensor, albedo: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor,
+             index: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The re-rendering loss `data` plus the priors on the maps (module docstring, step 4)."""
+        prior = self.prior
         chroma = albedo / albedo.sum(-1, keepdim=True).clamp_min(1e-4)
         loss = (data
                 + CHROMA_WEIGHT * _grid_tv(chroma, index, mask)
                 + RANGE_WEIGHT * _hinge(roughness, *prior.roughness)
                 + TYPICAL_WEIGHT * _typical_pull(roughness[:1], prior.roughness_typical, prior.roughness)
                 + ALBEDO_WEIGHT * (torch.relu(albedo - 1.0) ** 2).mean())
-        if metallic_free:
+        if self.metallic_free:
             loss = (loss + RANGE_WEIGHT * _hinge(metallic, *prior.metallic)
                     + TYPICAL_WEIGHT * _typical_pull(metallic[:1], prior.metallic_typical, prior.metallic))
+        return loss
+
+
+def _initial_albedo(texels: torch.Tensor, view: BakeView, ao_map: torch.Tensor, lighting: BakedLighting,
+                    prior: MaterialPrior, geometry: TexelGeometry,
+                    light_samples: int) -> tuple[BakedLighting, torch.Tensor]:
+    """The light bounded by the baked specular, and the closed-form albedo under it at the class's typical
+    roughness/metallic (crevices filled from trusted neighbours)."""
+    roughness0 = torch.full((texels.shape[0], 1), prior.roughness_typical)
+    metallic0 = torch.full((texels.shape[0], 1), prior.metallic_typical)
+    lighting = bound_light_scale(texels, roughness0, metallic0, view, lighting, max(4 * light_samples, 32))
+    albedo0 = solve_albedo(texels, roughness0, metallic0, view, lighting, max(4 * light_samples, 32))
+    albedo0 = fill_unreliable(albedo0, (ao_map / AO_TRUST).clamp(0.0, 1.0), geometry)
+    return lighting, albedo0
+
+
+def _fit_materials(variables: _MaterialVariables, texels: torch.Tensor, view: BakeView, lighting: BakedLighting,
+                   geometry: TexelGeometry, *, steps: int, lr: float, light_samples: int,
+                   progress: object | None) -> list[float]:
+    """Adam on the re-rendering loss; the data term of each step."""
+    mask = geometry.mask
+    index = geometry.index
+    optimizer = variables.optimizer(lr)
+    target_energy = (texels ** 2).mean().clamp_min(1e-8)
+    losses: list[float] = []
+    for _ in range(steps):
+        albedo, roughness, metallic = variables.current()
+        render = view.render(albedo, roughness, metallic, lighting, light_samples)
+        data = ((render - texels) ** 2).mean() / target_energy
+        loss = variables.loss(data, albedo, roughness, metallic, index, mask)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(float(data.detach()))
         if progress is not None:
             progress.update(loss=round(float(loss.detach()), 5))
+    return losses
 
+
+def _decomposed_maps(variables: _MaterialVariables, geometry: TexelGeometry, ao_map: torch.Tensor,
+                     normal_ts_image: torch.Tensor, lighting: BakedLighting, material: str, steps: int,
+                     losses: list[float]) -> PBRMaps:
+    """The fitted maps, clamped to the class's ranges, as images on the atlas."""
+    mask = geometry.mask
+    index = geometry.index
+    height, width = geometry.size
+    prior = variables.prior
     with torch.no_grad():
-        albedo, roughness, metallic = current()
+        albedo, roughness, metallic = variables.current()
         roughness = roughness.clamp(*prior.roughness)
         metallic = metallic.clamp(*prior.metallic)
         albedo = albedo.clamp(0.0, 1.0)
@@ -536,6 +534,46 @@ def decompose_texture(
             "size": [height, width],
         },
     )
+
+
+def decompose_texture(
+    appearance: torch.Tensor,
+    geometry: TexelGeometry,
+    occlusion: torch.Tensor,
+    prior: MaterialPrior,
+    material: str,
+    *,
+    steps: int = 80,
+    lr: float = 0.05,
+    normal_strength: float = 1.0,
+    light_samples: int = 8,
+    generator: torch.Generator,
+    progress: object | None = None,
+) -> PBRMaps:
+    """Decompose one instance's baked `appearance` `[3, H, W]` on the atlas of `geometry`.
+
+    `occlusion` `[N]` is the ambient occlusion of `geometry`'s texels.
+    `progress` (optional) is a bar with `.update(**info)`.
+    """
+    index = geometry.index
+    texels = appearance.reshape(3, -1).T[index].to(torch.float32).clamp_min(0.0)  # [N, 3]
+    lum = luminance(texels)
+    lighting = estimate_baked_lighting(lum, geometry.normal, occlusion)
+    ao_map = occlusion
+    # A few AO rays cannot tell 0 from 0.05 in a crevice; dividing by ~0 would make outliers.
+    occlusion = occlusion.clamp_min(MIN_SHADING_OCCLUSION)
+    lum_image = luminance(appearance.clamp_min(0.0), dim=0)
+    normal_ts_image = detail_normals(lum_image, geometry, ao_map, lighting, normal_strength * prior.relief)
+    normal_ts = normal_ts_image.reshape(3, -1).T[index]
+    normal_world = tangent_to_world(normal_ts, geometry)
+    view_dir = geometry.normal  # the bake is seen along the geometric normal
+    view = BakeView(normal_world, view_dir, occlusion, generator)
+
+    lighting, albedo0 = _initial_albedo(texels, view, ao_map, lighting, prior, geometry, light_samples)
+    variables = _MaterialVariables(albedo0, prior)
+    losses = _fit_materials(variables, texels, view, lighting, geometry, steps=steps, lr=lr,
+                            light_samples=light_samples, progress=progress)
+    return _decomposed_maps(variables, geometry, ao_map, normal_ts_image, lighting, material, steps, losses)
 
 
 def unlit_maps(appearance: torch.Tensor, geometry: TexelGeometry, occlusion: torch.Tensor, prior: MaterialPrior,

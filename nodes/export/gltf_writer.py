@@ -18,7 +18,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -188,38 +188,29 @@ def instance_primitive(scene: Scene, instance: Instance) -> dict[str, np.ndarray
     }
 
 
-def build_glb(scene: Scene, instances: Mapping[str, Instance], pbr: Mapping[str, PBRMaps], *,
-              sheen_for_fabric: bool = True, name: str = "graphflow") -> tuple[bytes, dict[str, Any]]:
-    """The .glb bytes and a summary (instances, triangles, materials, byte size)."""
-    missing = [key for key in instances if key not in pbr]
-    if missing:
-        raise UserError(f"no PBR maps for instance(s) {', '.join(missing)}", param="pbr",
-                        hint="connect the brdf.decompose output made for the same instances")
-    if scene.faces.shape[0] == 0:
-        raise UserError("the scene has no triangles to export", param="scene")
-    builder = _BinaryBuilder()
-    images: list[dict[str, Any]] = []
-    textures: list[dict[str, Any]] = []
-    materials: list[dict[str, Any]] = []
-    meshes: list[dict[str, Any]] = []
-    nodes: list[dict[str, Any]] = []
-    uses_sheen = False
-    triangles = 0
+@dataclass
+class _GltfDocument:
+    """The glTF JSON arrays being filled, one entry per exported instance, over one binary buffer."""
 
-    def add_texture(png: bytes, label: str) -> int:
-        view = builder.view(png, None)
-        images.append({"bufferView": view, "mimeType": "image/png", "name": label})
-        textures.append({"sampler": 0, "source": len(images) - 1, "name": label})
-        return len(textures) - 1
+    builder: _BinaryBuilder = field(default_factory=_BinaryBuilder)
+    images: list[dict[str, Any]] = field(default_factory=list)
+    textures: list[dict[str, Any]] = field(default_factory=list)
+    materials: list[dict[str, Any]] = field(default_factory=list)
+    meshes: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    triangles: int = 0
 
-    for inst_name, instance in instances.items():
-        if int(instance.face_mask.sum()) == 0:
-            continue
-        maps = pbr[inst_name]
+    def add_texture(self, png: bytes, label: str) -> int:
+        view = self.builder.view(png, None)
+        self.images.append({"bufferView": view, "mimeType": "image/png", "name": label})
+        self.textures.append({"sampler": 0, "source": len(self.images) - 1, "name": label})
+        return len(self.textures) - 1
+
+    def add_material(self, inst_name: str, maps: PBRMaps, sheen_for_fabric: bool) -> None:
         pngs = material_pngs(maps)
-        base_tex = add_texture(pngs.base_color, f"{inst_name}_baseColor")
-        orm_tex = add_texture(pngs.orm, f"{inst_name}_occlusionRoughnessMetallic")
-        normal_tex = add_texture(pngs.normal, f"{inst_name}_normal")
+        base_tex = self.add_texture(pngs.base_color, f"{inst_name}_baseColor")
+        orm_tex = self.add_texture(pngs.orm, f"{inst_name}_occlusionRoughnessMetallic")
+        normal_tex = self.add_texture(pngs.normal, f"{inst_name}_normal")
         material: dict[str, Any] = {
             "name": inst_name,
             "pbrMetallicRoughness": {
@@ -236,10 +227,11 @@ def build_glb(scene: Scene, instances: Mapping[str, Instance], pbr: Mapping[str,
                 "sheenColorFactor": sheen_colour(maps),
                 "sheenRoughnessFactor": 0.5,
             }}
-            uses_sheen = True
-        materials.append(material)
+        self.materials.append(material)
 
-        arrays = instance_primitive(scene, instance)
+    def add_mesh(self, inst_name: str, arrays: dict[str, np.ndarray]) -> None:
+        """The instance's mesh (with the last added material) and its node."""
+        builder = self.builder
         attributes = {
             "POSITION": builder.accessor(arrays["POSITION"], "VEC3", ARRAY_BUFFER, with_bounds=True),
             "NORMAL": builder.accessor(arrays["NORMAL"], "VEC3", ARRAY_BUFFER),
@@ -247,33 +239,55 @@ def build_glb(scene: Scene, instances: Mapping[str, Instance], pbr: Mapping[str,
             "TEXCOORD_0": builder.accessor(arrays["TEXCOORD_0"], "VEC2", ARRAY_BUFFER),
         }
         indices = builder.accessor(arrays["indices"], "SCALAR", ELEMENT_ARRAY_BUFFER)
-        triangles += int(arrays["indices"].shape[0] // 3)
-        meshes.append({"name": inst_name, "primitives": [
-            {"attributes": attributes, "indices": indices, "material": len(materials) - 1, "mode": 4}]})
-        nodes.append({"name": inst_name, "mesh": len(meshes) - 1})
+        self.triangles += int(arrays["indices"].shape[0] // 3)
+        self.meshes.append({"name": inst_name, "primitives": [
+            {"attributes": attributes, "indices": indices, "material": len(self.materials) - 1, "mode": 4}]})
+        self.nodes.append({"name": inst_name, "mesh": len(self.meshes) - 1})
 
-    blob = builder.blob()
-    document: dict[str, Any] = {
-        "asset": {"version": "2.0", "generator": "graphflow export.gltf"},
-        "scene": 0,
-        "scenes": [{"name": name, "nodes": list(range(len(nodes)))}],
-        "nodes": nodes,
-        "meshes": meshes,
-        "materials": materials,
-        "textures": textures,
-        "images": images,
-        "samplers": [{"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}],
-        "accessors": builder.accessors,
-        "bufferViews": builder.buffer_views,
-        "buffers": [{"byteLength": len(blob)}],
-    }
-    if uses_sheen:
-        document["extensionsUsed"] = ["KHR_materials_sheen"]
-    glb = pack_glb(document, blob)
+    def document(self, name: str, blob: bytes) -> dict[str, Any]:
+        """The JSON chunk, for the binary chunk `blob`."""
+        document: dict[str, Any] = {
+            "asset": {"version": "2.0", "generator": "graphflow export.gltf"},
+            "scene": 0,
+            "scenes": [{"name": name, "nodes": list(range(len(self.nodes)))}],
+            "nodes": self.nodes,
+            "meshes": self.meshes,
+            "materials": self.materials,
+            "textures": self.textures,
+            "images": self.images,
+            "samplers": [{"magFilter": LINEAR, "minFilter": LINEAR_MIPMAP_LINEAR, "wrapS": REPEAT, "wrapT": REPEAT}],
+            "accessors": self.builder.accessors,
+            "bufferViews": self.builder.buffer_views,
+            "buffers": [{"byteLength": len(blob)}],
+        }
+        if any("extensions" in m for m in self.materials):
+            document["extensionsUsed"] = ["KHR_materials_sheen"]
+        return document
+
+
+def build_glb(scene: Scene, instances: Mapping[str, Instance], pbr: Mapping[str, PBRMaps], *,
+              sheen_for_fabric: bool = True, name: str = "graphflow") -> tuple[bytes, dict[str, Any]]:
+    """The .glb bytes and a summary (instances, triangles, materials, byte size)."""
+    missing = [key for key in instances if key not in pbr]
+    if missing:
+        raise UserError(f"no PBR maps for instance(s) {', '.join(missing)}", param="pbr",
+                        hint="connect the brdf.decompose output made for the same instances")
+    if scene.faces.shape[0] == 0:
+        raise UserError("the scene has no triangles to export", param="scene")
+    gltf = _GltfDocument()
+    for inst_name, instance in instances.items():
+        if int(instance.face_mask.sum()) == 0:
+            continue
+        gltf.add_material(inst_name, pbr[inst_name], sheen_for_fabric)
+        gltf.add_mesh(inst_name, instance_primitive(scene, instance))
+
+    blob = gltf.builder.blob()
+    glb = pack_glb(gltf.document(name, blob), blob)
+    materials = gltf.materials
     summary = {
         "name": name,
-        "instances": len(nodes),
-        "triangles": triangles,
+        "instances": len(gltf.nodes),
+        "triangles": gltf.triangles,
         "materials": [m["name"] for m in materials],
         "sheen": [m["name"] for m in materials if "extensions" in m],
         "bytes": len(glb),

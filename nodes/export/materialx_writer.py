@@ -137,13 +137,18 @@ SURFACE_INPUT_TYPES = {
 NODE_INPUT_TYPES = {"file": "filename", "in": None, "index": "integer"}  # None: the upstream node's type
 
 
-def _set_value(port: mx.Input, value: Any, mtype: str) -> None:
+def typed_value(value: Any, mtype: str) -> list[float] | int | float:
+    """An input's value as the Python numbers of its MaterialX type `mtype` (a color3 is three floats)."""
     if mtype == "color3":
-        port.setValue(mx.Color3(*[float(c) for c in value]))
-    elif mtype == "integer":
-        port.setValue(int(value))
-    else:
-        port.setValue(float(value))
+        return [float(c) for c in value]
+    if mtype == "integer":
+        return int(value)
+    return float(value)
+
+
+def _set_value(port: mx.Input, value: Any, mtype: str) -> None:
+    typed = typed_value(value, mtype)
+    port.setValue(mx.Color3(*typed) if isinstance(typed, list) else typed)
 
 
 def _add_graph(doc: mx.Document, material: ExportMaterial, texture_dir: str) -> mx.NodeGraph:

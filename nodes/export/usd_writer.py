@@ -44,7 +44,7 @@ from nodes.types import Instance, Scene
 from .gltf_writer import PNG_COMPRESS_LEVEL, instance_primitive
 from .materialx_writer import (
     NODE_INPUT_TYPES, SURFACE_INPUT_TYPES, SURFACE_NODEDEF, TEXTURE_SUFFIXES, ExportMaterial, Ref, Tex,
-    material_graph,
+    material_graph, typed_value,
 )
 
 ROOT = "/Root"
@@ -121,13 +121,8 @@ def _preview_surface(stage: Usd.Stage, material: UsdShade.Material, files: dict[
 
 
 def _set_input(shader: UsdShade.Shader, key: str, value: Any, mtype: str) -> None:
-    port = shader.CreateInput(key, SDF_TYPES[mtype])
-    if mtype == "color3":
-        port.Set(Gf.Vec3f(*[float(c) for c in value]))
-    elif mtype == "integer":
-        port.Set(int(value))
-    else:
-        port.Set(float(value))
+    typed = typed_value(value, mtype)
+    shader.CreateInput(key, SDF_TYPES[mtype]).Set(Gf.Vec3f(*typed) if isinstance(typed, list) else typed)
 
 
 def _materialx_shaders(stage: Usd.Stage, material: UsdShade.Material, spec: ExportMaterial,

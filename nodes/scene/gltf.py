@@ -633,6 +633,18 @@ def _unique_name(name: str, taken: set[str]) -> str:
     return f"{name}.{n:03d}"
 
 
+def read_scene_file(path: Path) -> bytes:
+    """The bytes of a scene file; a missing or unreadable file is a `UserError(file=path)`."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise UserError("the scene file does not exist", file=str(path), hint="check the path") from None
+    except IsADirectoryError:
+        raise UserError("this is a directory, not a scene file", file=str(path)) from None
+    except OSError as exc:
+        raise UserError(f"cannot read the scene file ({exc.strerror or exc})", file=str(path)) from None
+
+
 def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int = DEFAULT_MAX_PIXELS,
               texture_size: int = 2048, log: logging.Logger | None = None) -> list[MeshPart]:
     """Read a .gltf/.glb into world-space `MeshPart`s (see the module docstring for conventions).
@@ -643,15 +655,7 @@ def load_gltf(path: str | Path, *, max_faces: int = 5_000_000, max_pixels: int =
     path = Path(path)
     log = log or logging.getLogger("graphflow.nodes.scene")
     reader = _Reader(path, max_faces, max_pixels, texture_size, log)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError("the scene file does not exist", file=str(path), hint="check the path") from None
-    except IsADirectoryError:
-        raise UserError("this is a directory, not a scene file", file=str(path)) from None
-    except OSError as exc:
-        raise UserError(f"cannot read the scene file ({exc.strerror or exc})", file=str(path)) from None
-    reader.parse(data)
+    reader.parse(read_scene_file(path))
     with np.errstate(all="ignore"):  # extreme values are checked explicitly (finite positions, transforms)
         return _read_parts(reader, path, max_faces, log)
 

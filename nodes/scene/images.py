@@ -107,25 +107,22 @@ def decode_image_bytes(data: bytes, *, name: str, max_pixels: int = DEFAULT_MAX_
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def fit_short_side(image: torch.Tensor, max_short_side: int) -> torch.Tensor:
-    """Downscale (antialiased bilinear) so the short side is at most `max_short_side`; never upscales."""
+def _fit_side(image: torch.Tensor, side: int, max_side: int) -> torch.Tensor:
+    """Downscale (antialiased bilinear) so that `side` (a length of the image) becomes at most `max_side`."""
     _, height, width = image.shape
-    short = min(height, width)
-    if short <= max_short_side:
+    if side <= max_side:
         return image.contiguous()
-    scale = max_short_side / short
+    scale = max_side / side
     size = (max(1, round(height * scale)), max(1, round(width * scale)))
     resized = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
     return resized.clamp(0.0, 1.0).contiguous()
+
+
+def fit_short_side(image: torch.Tensor, max_short_side: int) -> torch.Tensor:
+    """Downscale (antialiased bilinear) so the short side is at most `max_short_side`; never upscales."""
+    return _fit_side(image, min(image.shape[1:]), max_short_side)
 
 
 def fit_long_side(image: torch.Tensor, max_long_side: int) -> torch.Tensor:
     """Downscale (antialiased bilinear) so the long side is at most `max_long_side`; never upscales."""
-    _, height, width = image.shape
-    long = max(height, width)
-    if long <= max_long_side:
-        return image.contiguous()
-    scale = max_long_side / long
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    resized = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    return resized.clamp(0.0, 1.0).contiguous()
+    return _fit_side(image, max(image.shape[1:]), max_long_side)

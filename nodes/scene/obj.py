@@ -18,7 +18,7 @@ import numpy as np
 
 from graphflow import UserError
 
-from .gltf import MeshPart
+from .gltf import MeshPart, read_scene_file
 
 
 class _PartBuilder:
@@ -49,27 +49,21 @@ def _resolve(token: str, count: int, what: str, where: str) -> int:
     return index
 
 
-def load_obj(path: str | Path, *, max_faces: int = 5_000_000, log: logging.Logger | None = None) -> list[MeshPart]:
-    """Read an OBJ file into `MeshPart`s; every problem is a `UserError(file=path)` naming the line."""
-    path = Path(path)
-    log = log or logging.getLogger("graphflow.nodes.scene")
-    try:
-        text = path.read_bytes().decode("utf-8", errors="strict")
-    except FileNotFoundError:
-        raise UserError("the scene file does not exist", file=str(path), hint="check the path") from None
-    except UnicodeDecodeError:
-        raise UserError("not a text OBJ file (not UTF-8)", file=str(path)) from None
-    except OSError as exc:
-        raise UserError(f"cannot read the scene file ({exc.strerror or exc})", file=str(path)) from None
+class _ObjReader:
+    """The statements of one OBJ file, read line by line into vertex arrays and parts."""
 
-    vertices: list[tuple[float, float, float]] = []
-    texcoords: list[tuple[float, float]] = []
-    normals: list[tuple[float, float, float]] = []
-    parts: dict[tuple[str, str], _PartBuilder] = {}
-    object_name, group_name, material = "", "", "default"
-    total_faces = 0
+    def __init__(self, path: Path, max_faces: int) -> None:
+        self.path = path
+        self.max_faces = max_faces
+        self.vertices: list[tuple[float, float, float]] = []
+        self.texcoords: list[tuple[float, float]] = []
+        self.normals: list[tuple[float, float, float]] = []
+        self.parts: dict[tuple[str, str], _PartBuilder] = {}
+        self.object_name, self.group_name, self.material = "", "", "default"
+        self.total_faces = 0
 
-    def floats(tokens: list[str], n: int, lineno: int, what: str) -> list[float]:
+    def floats(self, tokens: list[str], n: int, lineno: int, what: str) -> list[float]:
+        path = self.path
         if len(tokens) < n:
             raise UserError(f"line {lineno}: '{what}' needs {n} numbers", file=str(path), line=lineno)
         try:
@@ -81,74 +75,98 @@ def load_obj(path: str | Path, *, max_faces: int = 5_000_000, log: logging.Logge
             raise UserError(f"line {lineno}: '{what}' has a NaN or infinite value", file=str(path), line=lineno)
         return values
 
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    def read_line(self, lineno: int, raw: str) -> None:
         line = raw.split("#", 1)[0].strip()
         if not line:
-            continue
+            return
         keyword, *tokens = line.split()
         if keyword == "v":
-            x, y, z = floats(tokens, 3, lineno, "v")
-            vertices.append((x, y, z))
+            x, y, z = self.floats(tokens, 3, lineno, "v")
+            self.vertices.append((x, y, z))
         elif keyword == "vt":
-            u, v = floats(tokens, 2, lineno, "vt") if len(tokens) >= 2 else (*floats(tokens, 1, lineno, "vt"), 0.0)
-            texcoords.append((u, 1.0 - v))
+            u, v = (self.floats(tokens, 2, lineno, "vt") if len(tokens) >= 2
+                    else (*self.floats(tokens, 1, lineno, "vt"), 0.0))
+            self.texcoords.append((u, 1.0 - v))
         elif keyword == "vn":
-            x, y, z = floats(tokens, 3, lineno, "vn")
-            normals.append((x, y, z))
+            x, y, z = self.floats(tokens, 3, lineno, "vn")
+            self.normals.append((x, y, z))
         elif keyword == "o":
-            object_name = " ".join(tokens)
+            self.object_name = " ".join(tokens)
         elif keyword == "g":
-            group_name = " ".join(tokens)
+            self.group_name = " ".join(tokens)
         elif keyword == "usemtl":
-            material = " ".join(tokens) or "default"
+            self.material = " ".join(tokens) or "default"
         elif keyword == "f":
-            if len(tokens) < 3:
-                raise UserError(f"line {lineno}: a face needs at least 3 vertices", file=str(path), line=lineno)
-            group = group_name or object_name or "default"
-            builder = parts.get((group, material))
-            if builder is None:
-                builder = parts[(group, material)] = _PartBuilder(group, material)
-            where = f"line {lineno}"
-            corners = []
-            try:
-                for token in tokens:
-                    fields = token.split("/")
-                    if len(fields) > 3 or not fields[0]:
-                        raise UserError(f"{where}: bad face vertex {token!r}")
-                    v = _resolve(fields[0], len(vertices), "vertex", where)
-                    vt = _resolve(fields[1], len(texcoords), "texcoord", where) if len(fields) > 1 and fields[1] else -1
-                    vn = _resolve(fields[2], len(normals), "normal", where) if len(fields) > 2 and fields[2] else -1
-                    corners.append(builder.corner((v, vt, vn)))
-            except UserError as exc:
-                raise UserError(exc.message, file=str(path), line=lineno) from None
-            for k in range(1, len(corners) - 1):
-                builder.faces.append((corners[0], corners[k], corners[k + 1]))
-            total_faces += len(corners) - 2
-            if total_faces > max_faces:
-                raise UserError(f"the scene has more than max_faces = {max_faces:,} triangles", file=str(path),
-                                param="max_faces", hint="raise max_faces (memory grows with it) or decimate the scene")
-    if not parts:
-        raise UserError("the OBJ file has no faces", file=str(path), hint="export the mesh with faces ('f' lines)")
+            self.read_face(lineno, tokens)
 
-    groups_materials: dict[str, int] = {}
-    for group, _ in parts:
-        groups_materials[group] = groups_materials.get(group, 0) + 1
-    v_array = np.asarray(vertices, dtype=np.float32).reshape(-1, 3)
-    vt_array = np.asarray(texcoords, dtype=np.float32).reshape(-1, 2)
-    vn_array = np.asarray(normals, dtype=np.float32).reshape(-1, 3)
-    out: list[MeshPart] = []
-    for index, ((group, mat), builder) in enumerate(parts.items()):
-        corners = np.asarray(builder.corners, dtype=np.int64).reshape(-1, 3)
-        name = group if groups_materials[group] == 1 else f"{group}_{mat}"
-        has_uv = bool(len(corners)) and bool((corners[:, 1] >= 0).all())
-        has_normal = bool(len(corners)) and bool((corners[:, 2] >= 0).all())
-        out.append(MeshPart(
-            name=name,
-            info={"node": group, "mesh": group, "primitive": index, "material": mat},
-            positions=v_array[corners[:, 0]],
-            faces=np.asarray(builder.faces, dtype=np.int64).reshape(-1, 3),
-            normals=vn_array[corners[:, 2]] if has_normal else None,
-            uvs=vt_array[corners[:, 1]] if has_uv else None,
-        ))
-    log.debug("%s: %d vertices, %d triangles, %d parts", path, len(vertices), total_faces, len(out))
+    def read_face(self, lineno: int, tokens: list[str]) -> None:
+        path = self.path
+        if len(tokens) < 3:
+            raise UserError(f"line {lineno}: a face needs at least 3 vertices", file=str(path), line=lineno)
+        group = self.group_name or self.object_name or "default"
+        builder = self.parts.get((group, self.material))
+        if builder is None:
+            builder = self.parts[(group, self.material)] = _PartBuilder(group, self.material)
+        where = f"line {lineno}"
+        corners = []
+        try:
+            for token in tokens:
+                fields = token.split("/")
+                if len(fields) > 3 or not fields[0]:
+                    raise UserError(f"{where}: bad face vertex {token!r}")
+                v = _resolve(fields[0], len(self.vertices), "vertex", where)
+                vt = _resolve(fields[1], len(self.texcoords), "texcoord", where) if len(fields) > 1 and fields[1] else -1
+                vn = _resolve(fields[2], len(self.normals), "normal", where) if len(fields) > 2 and fields[2] else -1
+                corners.append(builder.corner((v, vt, vn)))
+        except UserError as exc:
+            raise UserError(exc.message, file=str(path), line=lineno) from None
+        for k in range(1, len(corners) - 1):
+            builder.faces.append((corners[0], corners[k], corners[k + 1]))
+        self.total_faces += len(corners) - 2
+        if self.total_faces > self.max_faces:
+            raise UserError(f"the scene has more than max_faces = {self.max_faces:,} triangles", file=str(path),
+                            param="max_faces", hint="raise max_faces (memory grows with it) or decimate the scene")
+
+    def mesh_parts(self) -> list[MeshPart]:
+        """One `MeshPart` per (group, material), named after the group (and the material when the group has
+        several)."""
+        groups_materials: dict[str, int] = {}
+        for group, _ in self.parts:
+            groups_materials[group] = groups_materials.get(group, 0) + 1
+        v_array = np.asarray(self.vertices, dtype=np.float32).reshape(-1, 3)
+        vt_array = np.asarray(self.texcoords, dtype=np.float32).reshape(-1, 2)
+        vn_array = np.asarray(self.normals, dtype=np.float32).reshape(-1, 3)
+        out: list[MeshPart] = []
+        for index, ((group, mat), builder) in enumerate(self.parts.items()):
+            corners = np.asarray(builder.corners, dtype=np.int64).reshape(-1, 3)
+            name = group if groups_materials[group] == 1 else f"{group}_{mat}"
+            has_uv = bool(len(corners)) and bool((corners[:, 1] >= 0).all())
+            has_normal = bool(len(corners)) and bool((corners[:, 2] >= 0).all())
+            out.append(MeshPart(
+                name=name,
+                info={"node": group, "mesh": group, "primitive": index, "material": mat},
+                positions=v_array[corners[:, 0]],
+                faces=np.asarray(builder.faces, dtype=np.int64).reshape(-1, 3),
+                normals=vn_array[corners[:, 2]] if has_normal else None,
+                uvs=vt_array[corners[:, 1]] if has_uv else None,
+            ))
+        return out
+
+
+def load_obj(path: str | Path, *, max_faces: int = 5_000_000, log: logging.Logger | None = None) -> list[MeshPart]:
+    """Read an OBJ file into `MeshPart`s; every problem is a `UserError(file=path)` naming the line."""
+    path = Path(path)
+    log = log or logging.getLogger("graphflow.nodes.scene")
+    data = read_scene_file(path)
+    try:
+        text = data.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise UserError("not a text OBJ file (not UTF-8)", file=str(path)) from None
+    reader = _ObjReader(path, max_faces)
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        reader.read_line(lineno, raw)
+    if not reader.parts:
+        raise UserError("the OBJ file has no faces", file=str(path), hint="export the mesh with faces ('f' lines)")
+    out = reader.mesh_parts()
+    log.debug("%s: %d vertices, %d triangles, %d parts", path, len(reader.vertices), reader.total_faces, len(out))
     return out

@@ -39,7 +39,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +177,49 @@ def flat_grey(size: int) -> torch.Tensor:
     return value.expand(3, size, size).contiguous()
 
 
+def _file_bindings(file: Path, instances: Mapping[str, Instance]) -> tuple[dict[str, Binding], Binding | None]:
+    """The references file's entry for each instance it names (exact names first, then globs in file order),
+    and its default; an entry that names no instance is a `UserError`."""
+    names = list(instances)
+    chosen: dict[str, Binding] = {}
+    entries, default = read_references_file(file)
+    for entry in entries:
+        if _is_glob(entry.key):
+            if not any(fnmatch.fnmatchcase(n, entry.key) for n in names):
+                raise UserError(f"entry '{entry.key}': the pattern matches no instance", file=str(file),
+                                hint=f"instances are: {', '.join(names)}")
+        elif entry.key not in instances:
+            raise UserError(f"entry '{entry.key}': unknown instance", file=str(file),
+                            hint=f"instances are: {', '.join(names)}")
+    for entry in entries:  # exact names first, then globs in file order
+        if not _is_glob(entry.key):
+            chosen[entry.key] = entry
+    for entry in entries:
+        if _is_glob(entry.key):
+            for n in names:
+                if n not in chosen and fnmatch.fnmatchcase(n, entry.key):
+                    chosen[n] = entry
+    return chosen, default
+
+
+def _bound_reference(binding: Binding, instance: Instance, image: Callable[[Path], torch.Tensor],
+                     image_size: int) -> Reference:
+    """The `Reference` an entry of the references file makes for `instance`."""
+    try:
+        images = tuple(image(p) for p in binding.images)
+    except UserError as exc:
+        exc.message = f"entry '{binding.key}': {exc.message}"
+        exc.args = (exc.message,)
+        raise
+    if not images:
+        images = (flat_grey(image_size),)
+    if binding.flatten_lighting:
+        images = tuple(flatten_lighting(img) for img in images)
+    material = binding.material or instance.material
+    size = binding.size if binding.size is not None else DEFAULT_SWATCH_SIZE.get(material, 1.0)
+    return Reference(images=images, material=material, prompt=binding.prompt, size=size, mode=binding.mode)
+
+
 def bind_references(instances: Mapping[str, Instance], *, file: Path | None = None,
                     references: Mapping[str, Reference] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                     image_size: int = 256, log: logging.Logger | None = None) -> Keyed[Reference]:
@@ -185,28 +228,11 @@ def bind_references(instances: Mapping[str, Instance], *, file: Path | None = No
     if file is None and references is None:
         raise UserError("refs.bind needs a references file (input 'file') or pre-made references (input "
                         "'references')", hint="connect one of them")
-    names = list(instances)
     chosen: dict[str, Binding] = {}
     default: Binding | None = None
     if file is not None:
         file = Path(file)
-        entries, default = read_references_file(file)
-        for entry in entries:
-            if _is_glob(entry.key):
-                if not any(fnmatch.fnmatchcase(n, entry.key) for n in names):
-                    raise UserError(f"entry '{entry.key}': the pattern matches no instance", file=str(file),
-                                    hint=f"instances are: {', '.join(names)}")
-            elif entry.key not in instances:
-                raise UserError(f"entry '{entry.key}': unknown instance", file=str(file),
-                                hint=f"instances are: {', '.join(names)}")
-        for entry in entries:  # exact names first, then globs in file order
-            if not _is_glob(entry.key):
-                chosen[entry.key] = entry
-        for entry in entries:
-            if _is_glob(entry.key):
-                for n in names:
-                    if n not in chosen and fnmatch.fnmatchcase(n, entry.key):
-                        chosen[n] = entry
+        chosen, default = _file_bindings(file, instances)
     decoded: dict[Path, torch.Tensor] = {}
 
     def image(path: Path) -> torch.Tensor:
@@ -215,7 +241,7 @@ def bind_references(instances: Mapping[str, Instance], *, file: Path | None = No
         return decoded[path]
 
     out: dict[str, Reference] = {}
-    for name in names:
+    for name in instances:
         binding = chosen.get(name)
         if binding is None and references is not None and name in references:
             out[name] = references[name]
@@ -226,21 +252,9 @@ def bind_references(instances: Mapping[str, Instance], *, file: Path | None = No
             raise UserError(f"instance '{name}' has no reference images and the references file has no 'default'",
                             file=str(file) if file is not None else None,
                             hint=f"add an entry for '{name}' or a 'default: {{material: generic}}'")
-        try:
-            images = tuple(image(p) for p in binding.images)
-        except UserError as exc:
-            exc.message = f"entry '{binding.key}': {exc.message}"
-            exc.args = (exc.message,)
-            raise
-        if not images:
-            images = (flat_grey(image_size),)
-        if binding.flatten_lighting:
-            images = tuple(flatten_lighting(img) for img in images)
-        material = binding.material or instances[name].material
-        size = binding.size if binding.size is not None else DEFAULT_SWATCH_SIZE.get(material, 1.0)
-        out[name] = Reference(images=images, material=material, prompt=binding.prompt, size=size,
-                              mode=binding.mode)
-        log.debug("refs.bind: %s <- %s (%d image(s), %s)", name, binding.key, len(images), material)
+        out[name] = _bound_reference(binding, instances[name], image, image_size)
+        log.debug("refs.bind: %s <- %s (%d image(s), %s)", name, binding.key, len(out[name].images),
+                  out[name].material)
     return Keyed(out)
 
 
