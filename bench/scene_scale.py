@@ -37,7 +37,7 @@ from nodes.scene.patterns import PATTERNS
 GRAPH = ROOT / "graphs" / "texture_scene.yaml"
 STAGES = ("scene", "segment", "views", "project", "semantic", "pixel", "superres", "brdf", "export", "export_usd",
           "export_mtlx", "preview")
-SINGLE_THREAD_BELOW = 1.3  # cores busy on average; on 2 cores a stage below this ran mostly on one thread
+SINGLE_THREAD_BELOW = 1.3  # threads on average; on 2 cores a stage below this ran mostly on one thread
 
 
 def knobs(steps: int, density: float) -> list[str]:
@@ -112,23 +112,26 @@ def stage_table(entries: list[dict], texels: int) -> dict[str, dict[str, float]]
     """Per stage: seconds (summed over items), items, peak RSS (MB) and final texels per second."""
     table: dict[str, dict[str, float]] = {}
     for entry in entries:
-        row = table.setdefault(entry["node"], {"seconds": 0.0, "cpu_seconds": 0.0, "items": 0, "peak_rss_mb": 0.0})
+        row = table.setdefault(entry["node"], {"seconds": 0.0, "cpu_seconds": 0.0, "thread_cpu_seconds": 0.0,
+                                               "items": 0, "peak_rss_mb": 0.0})
         row["seconds"] += entry["seconds"]
         row["cpu_seconds"] += entry.get("cpu_seconds", 0.0)
+        row["thread_cpu_seconds"] += entry.get("cpu_seconds", 0.0) / max(entry.get("cpu_threads", 1.0), 1e-6)
         row["items"] += 1
         row["peak_rss_mb"] = max(row["peak_rss_mb"], entry.get("peak_rss_mb", 0.0))
     for row in table.values():
-        row["threads_busy"] = round(row["cpu_seconds"] / row["seconds"], 2) if row["seconds"] > 0 else None
+        thread_cpu = row.pop("thread_cpu_seconds")
+        row["cpu_threads"] = round(row["cpu_seconds"] / thread_cpu, 2) if thread_cpu > 0 else None
         row["seconds"], row["cpu_seconds"] = round(row["seconds"], 3), round(row["cpu_seconds"], 3)
         row["texels_per_s"] = round(texels / row["seconds"]) if row["seconds"] > 0 else None
     return table
 
 
 def single_thread_share(stages: dict[str, dict[str, float]], total: float) -> float:
-    """The share of the run spent in stages that kept fewer than SINGLE_THREAD_BELOW cores busy on average
-    (CPU seconds of the process over wall seconds: 1.0 = one thread). Load from other processes lowers
-    it too, so on a shared machine this over-counts."""
-    slow = sum(row["seconds"] for row in stages.values() if (row["threads_busy"] or 0) < SINGLE_THREAD_BELOW)
+    """The share of the run spent in stages whose work ran on fewer than SINGLE_THREAD_BELOW threads on
+    average (report.json's `cpu_threads`: the process's CPU seconds per CPU second of the item's own
+    thread, so other processes' load does not change it)."""
+    slow = sum(row["seconds"] for row in stages.values() if (row["cpu_threads"] or 0) < SINGLE_THREAD_BELOW)
     return round(slow / total, 3) if total else 0.0
 
 
@@ -147,7 +150,7 @@ def measure(work: Path, instances: int, tris: int, steps: int, density: float, c
               "single_thread_share": single_thread_share(stages, total), "stages": stages}
     print(f"{instances:4d} instances {triangles:8d} triangles steps {steps} (load {load}): wall {got['wall']:7.1f} s, "
           f"stages {total:7.1f} s, peak RSS {result['peak_rss_mb']:.0f} MB, {got['texels']} texels, "
-          + ", ".join(f"{name} {stages[name]['seconds']:.1f} s x{stages[name]['threads_busy']}" for name in STAGES
+          + ", ".join(f"{name} {stages[name]['seconds']:.1f} s x{stages[name]['cpu_threads']}" for name in STAGES
                       if name in stages)
           + f"; single-threaded stages {100 * result['single_thread_share']:.0f}% of the run", flush=True)
     return result

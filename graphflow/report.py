@@ -22,6 +22,7 @@ class ReportEntry:
     error: dict[str, Any] | None = None  # a failure's structure (`ErrorInfo.to_dict()`): node, item, param, file, hint
     note: str | None = None  # what the node said about this run (`ctx.note`), e.g. a fallback it took
     cpu_seconds: float = 0.0  # CPU time of the process that ran it (all its threads); 0 for cached entries
+    cpu_threads: float = 0.0  # that CPU time per CPU second of the item's own thread: 1.0 = single-threaded
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

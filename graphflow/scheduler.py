@@ -233,7 +233,7 @@ class Scheduler:
         self.store.put(state.node_id, item, result.outputs)
         report = ReportEntry(state.node_id, item, "ran", round(result.seconds, 4), result.nbytes, task.key,
                              round(result.peak_rss_mb, 1), note=_joined(result.notes),
-                             cpu_seconds=round(result.cpu_seconds, 4))
+                             cpu_seconds=round(result.cpu_seconds, 4), cpu_threads=round(result.cpu_threads, 2))
         self.bus.emit(Event("node_end", state.node_id, item,
                             {"status": "ran", "seconds": result.seconds, "recompute": recompute}))
         if recompute:  # its digests are known already; only the report changes (cached -> ran)

@@ -55,7 +55,8 @@ class TaskResult:
     seconds: float = 0.0
     nbytes: int = 0
     peak_rss_mb: float = 0.0
-    cpu_seconds: float = 0.0  # this process's CPU time over the run, all threads: cpu / wall ~ threads busy
+    cpu_seconds: float = 0.0  # this process's CPU time over the run, all its threads
+    cpu_threads: float = 0.0  # cpu_seconds per CPU second of the task's own thread: 1.0 = it ran on one thread
     error: ErrorInfo | None = None  # what went wrong, structured; str() is the one-line message
     interrupted: bool = False
     notes: list[str] = field(default_factory=list)  # `ctx.note(...)` calls of the run, in order
@@ -133,7 +134,7 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
                   progress=ProgressReporter(bus, task.node_id, task.item, task.show_progress), log=log,
                   scratch=scratch)
     node = task.node_cls(task.params)
-    start, cpu_start = time.perf_counter(), time.process_time()
+    start, cpu_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
     result = TaskResult()
     try:
         with torch.random.fork_rng(devices=[]):
@@ -161,5 +162,7 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
     result.notes = list(ctx.notes)
     result.seconds = time.perf_counter() - start
     result.cpu_seconds = time.process_time() - cpu_start
+    # Unlike cpu / wall, this ratio does not drop when other processes load the machine.
+    result.cpu_threads = result.cpu_seconds / max(time.thread_time() - thread_start, 1e-6)
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return result
