@@ -7,10 +7,6 @@ through `nodes.render.raster`, which imports them.
 """
 from __future__ import annotations
 
-import nodes.distill.closed_form  # registers closed_form
-import nodes.distill.superres  # registers closed_form super-resolution
-import nodes.sd.prior  # registers stable_diffusion
-import nodes.sd.upscaler  # registers stable_diffusion super-resolution
 from nodes.components.priors import (
     SCORE_PRIORS,
     SUPERRES_PRIORS,
@@ -19,6 +15,12 @@ from nodes.components.priors import (
     SuperResPrior,
     SuperResPriorConfig,
 )
+from nodes.distill import closed_form, superres
+from nodes.sd import prior as sd_prior
+from nodes.sd import upscaler as sd_upscaler
+
+# Importing a module registers the priors it defines: closed_form (score, super-resolution), stable_diffusion (both).
+BUILTIN_PRIOR_MODULES = (closed_form, superres, sd_prior, sd_upscaler)
 
 
 def score_prior(name: str, config: ScorePriorConfig) -> ScorePrior:
@@ -31,4 +33,4 @@ def superres_prior(name: str, config: SuperResPriorConfig) -> SuperResPrior:
     return SUPERRES_PRIORS.get(name)(config)
 
 
-__all__ = ["score_prior", "superres_prior"]
+__all__ = ["BUILTIN_PRIOR_MODULES", "score_prior", "superres_prior"]
