@@ -27,7 +27,7 @@ from nodes.distill.loop import LoopSettings, run_steps
 from nodes.distill.nodes import DistillSemantic
 from nodes.distill.world_scale import render_level, swatch_at_view_scale
 from nodes.texture.nodes import TextureProject
-from nodes.distill.prior_api import PriorBatch
+from nodes.components.priors import PriorBatch
 from nodes.distill.texture_param import PyramidTexture, select_instance_views
 
 

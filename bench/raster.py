@@ -21,10 +21,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from nodes.components.raster import to_clip
 from nodes.render.cameras import orbit_cameras
 from nodes.render.embree import EmbreeRasterizer, world_rays
 from nodes.render.ops import interpolate
-from nodes.render.raster import get_rasterizer, to_clip
+from nodes.render.raster import get_rasterizer
 
 
 def torus(major: int, minor: int, radius: float = 1.0, tube: float = 0.35) -> tuple[torch.Tensor, torch.Tensor,

@@ -14,7 +14,7 @@ gives `to_tensors()/from_tensors()` through the engine's codec, and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -154,7 +154,54 @@ class Asset(FileBlob):
     """Marker for documentation: an exported asset is a `FileBlob` with suffix `.glb`."""
 
 
+Domain = Literal["real", "synthetic"]
+
+
+@dataclass(frozen=True)
+class DomainSchedule:
+    """Which blocks run in synthetic mode at which timesteps when sampling in real mode.
+
+    `t` is continuous noise time in [0, 1] (1 = pure noise), as in
+    `nodes.components.priors`; a discrete timestep `i` of a scheduler with
+    `N` training steps is `t = i / N` (see `nodes.sd.domain_shifter.timestep_to_t`).
+    """
+
+    synthetic_blocks: tuple[int, ...] = ()
+    t_min: float = 1.0  # blocks in synthetic_blocks are synthetic for t >= t_min
+
+    def domain(self, block_index: int, t: float) -> Domain:
+        return "synthetic" if block_index in self.synthetic_blocks and t >= self.t_min else "real"
+
+    def to_meta(self) -> dict[str, Any]:
+        return {"synthetic_blocks": list(self.synthetic_blocks), "t_min": self.t_min}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> DomainSchedule:
+        return cls(tuple(int(b) for b in meta.get("synthetic_blocks", ())), float(meta.get("t_min", 1.0)))
+
+
+@value_type
+@dataclass(frozen=True)
+class DomainAdapter(TensorData):
+    """Trained Realiz3D adapter weights as a cacheable value (made by `nodes.sd`, read by its prior).
+
+    `shifter`: the `DomainShifter` state (embeddings, downs.i.weight, ups.i.weight);
+    `control`: stage-2 control pathway (peft LoRA + geometry encoder), empty after stage 1;
+    `meta`: JSON: format, rank, embed_dim, blocks (name, dim), schedule, training info.
+    The codec names it by its class name, "DomainAdapter", wherever it is defined.
+    """
+
+    shifter: dict[str, torch.Tensor]
+    control: dict[str, torch.Tensor] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def schedule(self) -> DomainSchedule:
+        return DomainSchedule.from_meta(self.meta.get("schedule", {}))
+
+
 __all__ = [
     "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
     "Reference", "References", "Scene", "Texture", "TextureMap", "Views",
+    "Domain", "DomainAdapter", "DomainSchedule",
 ]

@@ -35,7 +35,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from .prior_api import EpsMode, PriorBatch, ScorePrior
+from nodes.components.priors import SCORE_PRIORS, EpsMode, PriorBatch, ScorePrior, ScorePriorConfig, refuse_domain
 
 # L2 norm of kornia's 5x5 pyrdown kernel ([1, 4, 6, 4, 1] / 16 outer itself):
 # i.i.d. noise of std s has std s * PYRDOWN_NOISE_GAIN after one pyrdown.
@@ -331,3 +331,14 @@ class ClosedFormPrior(PixelSpaceCosine, ScorePrior):
                 x0 = F.interpolate(x0[None], size=x_t.shape[-2:], mode="bilinear", align_corners=False)[0]
             out[b] = x0
         return out
+
+
+@SCORE_PRIORS.register("closed_form")
+def closed_form_prior(config: ScorePriorConfig) -> ClosedFormPrior:
+    """The patch prior over the config's reference images (CPU; no weights, no domain shifting)."""
+    refuse_domain(config, "closed_form")
+    return ClosedFormPrior(
+        list(config.images), None if config.guidance_images is None else list(config.guidance_images),
+        patch_size=config.patch_size, levels=config.levels, bank_size=config.bank_size, stride=config.stride,
+        t_range=config.t_range, generator=torch.Generator().manual_seed(config.seed), finest_only=config.finest_only,
+    )

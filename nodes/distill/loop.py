@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 import torch
 
 from graphflow import UserError
+from nodes.components.priors import PriorBatch, ScorePrior
 
 from .methods import MethodName, distill_gradient, mask_like, surrogate_loss
-from .prior_api import PriorBatch, ScorePrior
 from .schedule import ScheduleName, timestep
 from .texture_param import InstanceViews, PyramidTexture, seen_texels
 

@@ -31,7 +31,7 @@ from typing import Literal
 
 import torch
 
-from .prior_api import PriorBatch, ScorePrior
+from nodes.components.priors import PriorBatch, ScorePrior
 
 MethodName = Literal["sds", "vsd", "tbsd"]
 

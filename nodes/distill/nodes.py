@@ -12,7 +12,6 @@ that editing one instance's reference does not invalidate every instance.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,8 +23,9 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
-from nodes.sd.domain_shifter import DomainAdapter
-from nodes.types import Instance, Reference, Scene, TextureMap, Views
+from nodes.components.priors import ScorePrior, ScorePriorConfig, SuperResPriorConfig
+from nodes.priors import score_prior, superres_prior
+from nodes.types import DomainAdapter, Instance, Reference, Scene, TextureMap, Views
 
 from .loop import LoopSettings, distill_texture, with_one_restart
 from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio, structure_distance
@@ -108,42 +108,21 @@ def with_weights(params: Any, weights: Path | None) -> Any:
     return params.model_copy(update={"weights": str(weights)}) if weights is not None else params
 
 
-def require_weights(params: Any, ctx: Context) -> str:
-    if not params.weights:
-        raise UserError("prior 'stable_diffusion' needs model weights", node=ctx.node_id, param="weights",
-                        hint="pass --input weights=DIR (graphs/texture_scene_sd.yaml) or set params.weights to a "
-                             "local diffusers directory")
-    return str(params.weights)
-
-
 def build_score_prior(params: DistillParams, ctx: Context, reference: Reference,
                       guidance_bank: Keyed[Reference] | None, seed: int, finest_only: bool = False,
-                      t_max: float | None = None, domain_adapter: Any = None) -> Any:
-    if params.prior == "stable_diffusion":
-        from nodes.sd.prior import load_sd_prior
-
-        weights = require_weights(params, ctx)
-        name = ctx.item or "instance"
-        refs: dict[str, Reference] = {name: reference}
-        kwargs: dict[str, Any] = {"seed": seed}
-        if domain_adapter is not None:
-            kwargs["domain_adapter"] = domain_adapter
-        if params.domain is not None:
-            if "domain" not in inspect.signature(load_sd_prior).parameters:
-                raise UserError("this Stable Diffusion prior does not support domain shifting", node=ctx.node_id,
-                                param="domain", hint="remove params.domain")
-            kwargs["domain"] = params.domain
-        return load_sd_prior(weights, refs, ctx.device, **kwargs)
-    from .closed_form import ClosedFormPrior
-
+                      t_max: float | None = None, domain_adapter: DomainAdapter | None = None) -> ScorePrior:
+    """The prior `params.prior` names, from the registry (`nodes.priors`), for one instance."""
     union = None
     if guidance_bank is not None:
         union = [img.float() for ref in guidance_bank.values() for img in ref.images]
-    return ClosedFormPrior(
-        reference_images(reference, ctx), union, patch_size=params.patch_size, levels=params.pyramid_levels,
-        bank_size=params.bank_size, stride=params.stride, t_range=(params.t_min, t_max or params.t_max),
-        generator=torch.Generator().manual_seed(seed), finest_only=finest_only,
+    config = ScorePriorConfig(
+        instance=ctx.item or "instance", reference=reference, images=reference_images(reference, ctx),
+        device=ctx.device, seed=seed, t_range=(params.t_min, t_max or params.t_max), guidance_images=union,
+        finest_only=finest_only, patch_size=params.patch_size, levels=params.pyramid_levels,
+        bank_size=params.bank_size, stride=params.stride, weights=params.weights, domain=params.domain,
+        domain_adapter=domain_adapter,
     )
+    return score_prior(params.prior, config)
 
 
 def _score(texture: PyramidTexture, views: InstanceViews, images: list[torch.Tensor]) -> float:
@@ -454,7 +433,7 @@ class SuperResAnchored(Node):
             instances: Instance | None = None) -> TextureMap:
         from nodes.render.uv_raster import dilate_into_empty
 
-        from .superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres, superres_info
+        from .superres import SuperResSettings, anchored_superres, superres_info
 
         p = with_weights(self.params, weights)
         images = reference_images(references, ctx)
@@ -466,13 +445,9 @@ class SuperResAnchored(Node):
             raise UserError(f"input texture is not a finite [3, H, W] image (shape {tuple(image.shape)})",
                             node=ctx.node_id, item=ctx.item)
         seed = derived_seed(ctx, p.seed)
-        if p.prior == "stable_diffusion":
-            from nodes.sd.upscaler import load_upscaler_prior
-
-            prior = load_upscaler_prior(require_weights(p, ctx), ctx.device)
-        else:
-            prior = ClosedFormSuperResPrior(images, p.factor, patch_size=p.patch_size, bank_size=p.bank_size,
-                                            stride=p.stride, generator=torch.Generator().manual_seed(seed))
+        prior = superres_prior(p.prior, SuperResPriorConfig(
+            images=images, factor=p.factor, device=ctx.device, seed=seed, patch_size=p.patch_size,
+            bank_size=p.bank_size, stride=p.stride, weights=p.weights))
         settings = SuperResSettings(factor=p.factor, steps=p.steps, lr=p.lr, t_min=p.t_min, t_max=p.t_max,
                                     schedule=p.schedule, noise_level=p.noise_level, crop=p.crop,
                                     crops_per_step=p.crops_per_step)

@@ -1,6 +1,6 @@
 """Timestep schedules for score distillation.
 
-`t` is continuous in (0, 1) (prior_api's convention). τ = step / (steps - 1) is
+`t` is continuous in (0, 1) (`nodes.components.priors`' convention). τ = step / (steps - 1) is
 the progress of the run.
 
 - `decreasing`: `t = t_min + (t_max - t_min) (1 - τ)²` (DreamTime-like

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig
+
 from .closed_form import (
     PatchBank,
     PixelSpaceCosine,
@@ -35,7 +37,6 @@ from .closed_form import (
     with_flips,
 )
 from .methods import sds_weight
-from .prior_api import PriorBatch, SuperResPrior
 from .schedule import ScheduleName, timestep
 from .texture_param import PyramidTexture
 
@@ -185,3 +186,11 @@ def superres_info(out: torch.Tensor, image: torch.Tensor, out_mask: torch.Tensor
     from .metrics import superres_report
 
     return superres_report(out, image, out_mask, mask, reference, factor)
+
+
+@SUPERRES_PRIORS.register("closed_form")
+def closed_form_superres_prior(config: SuperResPriorConfig) -> ClosedFormSuperResPrior:
+    """The conditional patch prior over (high, low) pairs of the config's exemplars."""
+    return ClosedFormSuperResPrior(list(config.images), config.factor, patch_size=config.patch_size,
+                                   bank_size=config.bank_size, stride=config.stride,
+                                   generator=torch.Generator().manual_seed(config.seed))

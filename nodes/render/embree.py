@@ -13,7 +13,8 @@ import blake3
 import numpy as np
 import torch
 
-from .raster import check_inputs
+from graphflow import UserError
+from nodes.components.raster import RASTERIZERS, check_inputs
 
 MISS = -1
 # A ray from an origin placed exactly on a surface must not hit it again.
@@ -359,4 +360,24 @@ def _general_rays(inverse: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np
     return near_world.astype(np.float32), segment.astype(np.float32), np.ones(segment.shape[0], np.float32)
 
 
-__all__ = ["EmbreeRasterizer", "RayCaster", "homogeneous_fragments", "pixel_ndc", "world_rays"]
+def embree_available() -> bool:
+    try:
+        import embreex.rtcore_scene  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@RASTERIZERS.register("embree")
+def embree_rasterizer(device: torch.device) -> EmbreeRasterizer:
+    """The CPU ray-casting backend; it runs on the CPU whatever `device` is."""
+    if not embree_available():
+        raise UserError("rasterizer backend 'embree' needs the embreex package",
+                        param="backend", hint="pip install embreex, or use backend: torch")
+    return EmbreeRasterizer()
+
+
+__all__ = [
+    "EmbreeRasterizer", "RayCaster", "embree_available", "embree_rasterizer", "homogeneous_fragments", "pixel_ndc",
+    "world_rays",
+]

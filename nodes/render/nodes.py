@@ -1,11 +1,10 @@
 """Nodes of the rendering family: `views.sample`."""
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, register
+from nodes.components.raster import BackendName
 from nodes.types import Instance, Scene, Views
 
 from .views import sample_views
@@ -26,7 +25,7 @@ class SampleViews(Node):
         elevation: tuple[float, float] = Field((10.0, 50.0), description="orbit elevation range, degrees")
         fov: tuple[float, float] = Field((35.0, 50.0), description="vertical field of view range, degrees")
         room_cameras: int = Field(0, ge=0, le=256, description="cameras inside the scene's bounding box")
-        backend: Literal["auto", "embree", "torch", "nvdiffrast"] = "auto"
+        backend: BackendName = "auto"
         seed: int = 0
         margin: float = Field(1.1, gt=0.1, le=10.0, description="framing: 1 = bounding sphere fills the view")
         isolate: bool = Field(False, description="rasterize each instance's own cameras with only its faces, so "

@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 
 from graphflow import UserError
-
-from .raster import ClipSpaceRasterizer, check_inputs
+from nodes.components.raster import RASTERIZERS, ClipSpaceRasterizer, check_inputs
 
 
 class NvdiffrastRasterizer(ClipSpaceRasterizer):
@@ -37,4 +36,9 @@ class NvdiffrastRasterizer(ClipSpaceRasterizer):
         return rast
 
 
-__all__ = ["NvdiffrastRasterizer"]
+@RASTERIZERS.register("nvdiffrast")
+def nvdiffrast_rasterizer(device: torch.device) -> NvdiffrastRasterizer:
+    return NvdiffrastRasterizer(device)
+
+
+__all__ = ["NvdiffrastRasterizer", "nvdiffrast_rasterizer"]

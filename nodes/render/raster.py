@@ -1,99 +1,33 @@
-"""The rasterizer protocol shared by every backend, and backend selection.
+"""Rasterizer backends by name: importing this module registers every built-in backend and "auto".
 
-Every backend returns exactly nvdiffrast's `rasterize` output:
-`rast[b, y, x] = (u, v, z/w, triangle_id + 1)` as float32, zeros where no
-triangle covers the pixel centre; input positions are clip space `[B, V, 4]`;
-pixel centres are at NDC `((2x + 1)/W - 1, (2y + 1)/H - 1)` so row 0 is the
-*bottom* of the image; u is the perspective-correct barycentric weight of the
-triangle's vertex 0 and v of vertex 1; the visible fragment is the one with
-the smallest z/w in [-1, 1]. Both front and back faces are drawn (nvdiffrast
-has no culling).
+The contract (`Rasterizer`, `to_clip`, `check_inputs`) and the registry object live in
+`nodes.components.raster`; each backend registers its own factory there when its module is imported.
 """
 from __future__ import annotations
-
-from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
 from graphflow import UserError
+from nodes.components.raster import RASTERIZERS, BackendName, Rasterizer
 
-BackendName = Literal["auto", "embree", "torch", "nvdiffrast"]
-
-
-@runtime_checkable
-class Rasterizer(Protocol):
-    name: str
-
-    def rasterize(self, pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
-        """pos_clip `[B, V, 4]`, tri `[F, 3]` int32 -> rast `[B, H, W, 4]` (nvdiffrast layout)."""
-        ...
-
-    def rasterize_world(self, positions: torch.Tensor, tri: torch.Tensor, mvp: torch.Tensor,
-                        resolution: tuple[int, int]) -> torch.Tensor:
-        """Same output for world positions `[V, 3]` seen through `mvp [B, 4, 4]` (lets a backend reuse its BVH)."""
-        ...
+from . import nvdiffrast_backend, torch_raster  # noqa: F401  (their backends register on import)
+from .embree import embree_available
 
 
-def to_clip(positions: torch.Tensor, mvp: torch.Tensor) -> torch.Tensor:
-    """World positions `[V, 3]` and `mvp [B, 4, 4]` -> clip positions `[B, V, 4]`."""
-    homogeneous = torch.cat([positions, positions.new_ones(positions.shape[0], 1)], dim=1)
-    return torch.einsum("bij,vj->bvi", mvp.to(positions.dtype), homogeneous)
-
-
-class ClipSpaceRasterizer:
-    """Mixin: `rasterize_world` through `rasterize` for backends with no per-mesh state."""
-
-    name = "base"
-
-    def rasterize(self, pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> torch.Tensor:
-        raise NotImplementedError
-
-    def rasterize_world(self, positions: torch.Tensor, tri: torch.Tensor, mvp: torch.Tensor,
-                        resolution: tuple[int, int]) -> torch.Tensor:
-        return self.rasterize(to_clip(positions.float(), mvp.float()), tri, resolution)
-
-
-def check_inputs(pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[int, int]) -> None:
-    if pos_clip.dim() != 3 or pos_clip.shape[-1] != 4:
-        raise ValueError(f"rasterize: pos_clip must be [B, V, 4], got {tuple(pos_clip.shape)}")
-    if tri.dim() != 2 or tri.shape[-1] != 3:
-        raise ValueError(f"rasterize: tri must be [F, 3], got {tuple(tri.shape)}")
-    if len(resolution) != 2 or min(resolution) < 1:
-        raise ValueError(f"rasterize: resolution must be (H, W) > 0, got {resolution}")
-
-
-def embree_available() -> bool:
-    try:
-        import embreex.rtcore_scene  # noqa: F401
-    except ImportError:
-        return False
-    return True
+@RASTERIZERS.register("auto")
+def auto_rasterizer(device: torch.device) -> Rasterizer:
+    """nvdiffrast on CUDA when installed, else embree, else torch."""
+    if device.type == "cuda":
+        try:
+            return RASTERIZERS.get("nvdiffrast")(device)
+        except UserError:
+            pass
+    return RASTERIZERS.get("embree" if embree_available() else "torch")(device)
 
 
 def get_rasterizer(name: BackendName = "auto", device: torch.device | str | None = None) -> Rasterizer:
-    """The backend called `name`; "auto" picks nvdiffrast on CUDA when installed, else embree, else torch."""
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    if name == "auto":
-        if device.type == "cuda":
-            try:
-                return get_rasterizer("nvdiffrast", device)
-            except UserError:
-                pass
-        return get_rasterizer("embree" if embree_available() else "torch", device)
-    if name == "embree":
-        if not embree_available():
-            raise UserError("rasterizer backend 'embree' needs the embreex package",
-                            param="backend", hint="pip install embreex, or use backend: torch")
-        from .embree import EmbreeRasterizer
-        return EmbreeRasterizer()
-    if name == "torch":
-        from .torch_raster import TorchRasterizer
-        return TorchRasterizer()
-    if name == "nvdiffrast":
-        from .nvdiffrast_backend import NvdiffrastRasterizer
-        return NvdiffrastRasterizer(device)
-    raise UserError(f"unknown rasterizer backend {name!r}", param="backend",
-                    hint="use one of auto, embree, torch, nvdiffrast")
+    """The backend called `name` on `device` (CPU when None); an unknown name is a UserError listing the known."""
+    return RASTERIZERS.get(name)(torch.device(device) if device is not None else torch.device("cpu"))
 
 
-__all__ = ["BackendName", "ClipSpaceRasterizer", "Rasterizer", "check_inputs", "get_rasterizer", "to_clip"]
+__all__ = ["get_rasterizer"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .raster import ClipSpaceRasterizer, check_inputs
+from nodes.components.raster import RASTERIZERS, ClipSpaceRasterizer, check_inputs
 
 # Bound on (triangles x bbox pixels) evaluated at once.
 _CHUNK_ELEMENTS = 1 << 22
@@ -110,4 +110,10 @@ class TorchRasterizer(ClipSpaceRasterizer):
         return out
 
 
-__all__ = ["TorchRasterizer"]
+@RASTERIZERS.register("torch")
+def torch_rasterizer(device: torch.device) -> TorchRasterizer:
+    """The pure-PyTorch reference backend (slow; exact)."""
+    return TorchRasterizer()
+
+
+__all__ = ["TorchRasterizer", "torch_rasterizer"]

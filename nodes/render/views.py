@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from graphflow import UserError
+from nodes.components.raster import BackendName, Rasterizer
 from nodes.types import Instance, Scene, Views
 
 from .cameras import Camera, framing_distance, intrinsics, orbit_cameras, room_cameras
 from .ops import interpolate
-from .raster import BackendName, Rasterizer, get_rasterizer
+from .raster import get_rasterizer
 
 # Resolution at which candidate cameras are scored.
 SCORING_RESOLUTION = 48

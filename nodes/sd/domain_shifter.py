@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
-from graphflow import TensorData, UserError, value_type
+from graphflow import UserError
+from nodes.types import Domain, DomainAdapter, DomainSchedule
 
-Domain = Literal["real", "synthetic"]
 DOMAINS: tuple[Domain, Domain] = ("real", "synthetic")
 REAL, SYNTHETIC = 0, 1
 ADAPTER_FORMAT = "graphflow.domain_shifter/1"
@@ -55,29 +54,6 @@ def domain_index(domain: str) -> int:
 # ---------------------------------------------------------------- inference schedule
 
 
-@dataclass(frozen=True)
-class DomainSchedule:
-    """Which blocks run in synthetic mode at which timesteps when sampling in real mode.
-
-    `t` is continuous noise time in [0, 1] (1 = pure noise), as in
-    `nodes.distill.prior_api`; a discrete timestep `i` of a scheduler with
-    `N` training steps is `t = i / N` (see `timestep_to_t`).
-    """
-
-    synthetic_blocks: tuple[int, ...] = ()
-    t_min: float = 1.0  # blocks in synthetic_blocks are synthetic for t >= t_min
-
-    def domain(self, block_index: int, t: float) -> Domain:
-        return "synthetic" if block_index in self.synthetic_blocks and t >= self.t_min else "real"
-
-    def to_meta(self) -> dict[str, Any]:
-        return {"synthetic_blocks": list(self.synthetic_blocks), "t_min": self.t_min}
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any]) -> DomainSchedule:
-        return cls(tuple(int(b) for b in meta.get("synthetic_blocks", ())), float(meta.get("t_min", 1.0)))
-
-
 def domain_schedule(block_index: int, t: float, schedule: DomainSchedule) -> Domain:
     """The domain block `block_index` runs in at noise time `t` (real-mode sampling)."""
     return schedule.domain(block_index, t)
@@ -86,28 +62,6 @@ def domain_schedule(block_index: int, t: float, schedule: DomainSchedule) -> Dom
 def timestep_to_t(timestep: torch.Tensor | int, num_train_timesteps: int) -> torch.Tensor:
     """A scheduler's discrete timestep index -> continuous t in [0, 1]."""
     return torch.as_tensor(timestep, dtype=torch.float32) / float(num_train_timesteps)
-
-
-# ---------------------------------------------------------------- the stored value
-
-
-@value_type
-@dataclass(frozen=True)
-class DomainAdapter(TensorData):
-    """Trained adapter weights as a cacheable value.
-
-    `shifter`: the `DomainShifter` state (embeddings, downs.i.weight, ups.i.weight);
-    `control`: stage-2 control pathway (peft LoRA + geometry encoder), empty after stage 1;
-    `meta`: JSON: format, rank, embed_dim, blocks (name, dim), schedule, training info.
-    """
-
-    shifter: dict[str, torch.Tensor]
-    control: dict[str, torch.Tensor] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def schedule(self) -> DomainSchedule:
-        return DomainSchedule.from_meta(self.meta.get("schedule", {}))
 
 
 # ---------------------------------------------------------------- the module
@@ -387,7 +341,7 @@ def load_adapter(path: str | Path) -> DomainAdapter:
 
 
 __all__ = [
-    "DOMAINS", "REAL", "SYNTHETIC", "DomainAdapter", "DomainSchedule", "DomainShifter", "apply_domain_shifting",
+    "DOMAINS", "REAL", "SYNTHETIC", "DomainShifter", "apply_domain_shifting",
     "domain_schedule", "find_transformer_blocks", "load_adapter", "remove_domain_shifting", "save_adapter",
     "timestep_to_t",
 ]

@@ -190,8 +190,8 @@ def load_sd_components(
     `controlnet`: None, "auto" (the `controlnet/` subfolder of `weights` when present) or a path / cached hub id.
     """
     require_sd_packages()
-    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPVisionModelWithProjection
 
     device = torch.device(device)
     root = resolve_weights(weights)
@@ -216,12 +216,7 @@ def load_sd_components(
         unet._load_ip_adapter_weights([_load_ip_adapter_state(file)], low_cpu_mem_usage=False)
         image_encoder = _from_pretrained(CLIPVisionModelWithProjection, encoder_dir, "", hint)
     components = SDComponents(
-        root=root,
-        unet=_freeze(unet, device, dtype),
-        vae=_freeze(_from_pretrained(AutoencoderKL, root, "vae", hint), device, dtype),
-        text_encoder=_freeze(_from_pretrained(CLIPTextModel, root, "text_encoder", hint), device, dtype),
-        tokenizer=_from_pretrained(CLIPTokenizer, root, "tokenizer", hint),
-        scheduler=_from_pretrained(DDPMScheduler, root, "scheduler", hint),
+        **_pipeline_modules(root, unet, device, dtype, hint),
         image_encoder=None if image_encoder is None else _freeze(image_encoder, device, dtype),
         controlnet=None if controlnet_dir is None else _freeze(
             _from_pretrained(ControlNetModel, controlnet_dir, "", hint), device, dtype),
@@ -237,8 +232,7 @@ def load_upscaler_components(
     import json
 
     require_sd_packages()
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from diffusers import DDPMScheduler, UNet2DConditionModel
 
     device = torch.device(device)
     hint = UPSCALER_DOWNLOAD_HINT
@@ -256,17 +250,27 @@ def load_upscaler_components(
     if index.is_file():
         max_noise_level = int(json.loads(index.read_text()).get("max_noise_level", max_noise_level))
     components = SDComponents(
-        root=root,
-        unet=_freeze(unet, device, dtype),
-        vae=_freeze(_from_pretrained(AutoencoderKL, root, "vae", hint), device, dtype),
-        text_encoder=_freeze(_from_pretrained(CLIPTextModel, root, "text_encoder", hint), device, dtype),
-        tokenizer=_from_pretrained(CLIPTokenizer, root, "tokenizer", hint),
-        scheduler=_from_pretrained(DDPMScheduler, root, "scheduler", hint),
+        **_pipeline_modules(root, unet, device, dtype, hint),
         low_res_scheduler=_from_pretrained(DDPMScheduler, root, "low_res_scheduler", hint),
         max_noise_level=max_noise_level,
     )
     _remember(key, components)
     return components
+
+
+def _pipeline_modules(root: Path, unet: Any, device: torch.device, dtype: torch.dtype, hint: str) -> dict[str, Any]:
+    """The modules every SD pipeline has: the given UNet and the VAE, text encoder, tokenizer and scheduler."""
+    from diffusers import AutoencoderKL, DDPMScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    return {
+        "root": root,
+        "unet": _freeze(unet, device, dtype),
+        "vae": _freeze(_from_pretrained(AutoencoderKL, root, "vae", hint), device, dtype),
+        "text_encoder": _freeze(_from_pretrained(CLIPTextModel, root, "text_encoder", hint), device, dtype),
+        "tokenizer": _from_pretrained(CLIPTokenizer, root, "tokenizer", hint),
+        "scheduler": _from_pretrained(DDPMScheduler, root, "scheduler", hint),
+    }
 
 
 def _remember(key: tuple[Any, ...], components: SDComponents) -> None:

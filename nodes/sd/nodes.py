@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
 
-from ..types import Reference, TextureMap, Views
-from .domain_shifter import DomainAdapter, DomainSchedule
+from ..types import DomainAdapter, DomainSchedule, Reference, TextureMap, Views
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -143,14 +142,19 @@ def _progress_callback(bar: Any) -> Any:
 # ---------------------------------------------------------------- stage 1
 
 
+class _TrainingNode(Node):
+    """What the two Realiz3D training nodes share: their resources (params: `_TrainingParams`)."""
+
+    # gpu=False: a Ray task asking for a GPU never starts on CPU-only clusters; ctx.device gives CUDA when there
+    resources = Resources(gpu=False, memory_mb=8192)
+
+
 @register
-class TrainDomainShifter(Node):
+class TrainDomainShifter(_TrainingNode):
     """Realiz3D stage 1: domain shifters on a frozen SD UNet, from real and synthetic images (control null)."""
 
     name = "train.domain_shifter"
     version = 1
-    # gpu=False: a Ray task asking for a GPU never starts on CPU-only clusters; ctx.device gives CUDA when there
-    resources = Resources(gpu=False, memory_mb=8192)
 
     class Params(_TrainingParams):
         embed_dim: int = Field(64, ge=1, le=4096, description="size of the two domain embeddings")
@@ -212,12 +216,11 @@ class TrainDomainShifter(Node):
 
 
 @register
-class TrainControl(Node):
+class TrainControl(_TrainingNode):
     """Realiz3D stage 2: depth/normal control pathway (geometry encoder + LoRA) with the domain shifters frozen."""
 
     name = "train.control"
     version = 1
-    resources = Resources(gpu=False, memory_mb=8192)
 
     class Params(_TrainingParams):
         reassign_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability that the blocks before the "

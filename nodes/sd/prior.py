@@ -26,19 +26,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from kornia.color import linear_rgb_to_rgb
 
 from graphflow import UserError
-from nodes.distill.prior_api import EpsMode, PriorBatch, ScorePrior
+from nodes.components.priors import SCORE_PRIORS, EpsMode, PriorBatch, ScorePrior, ScorePriorConfig, require_weights
 from nodes.sd.loading import SDComponents, encode_prompts, load_sd_components
-from nodes.types import Reference
-
-if TYPE_CHECKING:
-    from nodes.sd.domain_shifter import DomainAdapter
+from nodes.sd.noise_schedule import DiscreteNoiseSchedule
+from nodes.types import DomainAdapter, Reference
 
 PHI_ADAPTER = "graphflow_vsd_phi"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -74,7 +71,7 @@ def load_sd_prior(
     `rows_bottom_up` (default, the `Views` convention: row 0 is the bottom of the image, as in nvdiffrast):
     renders, masks, depth and latents are in view row order and flipped to upright for SD internally, so
     callers need not care; pass False for upright (top-down) images.
-    `domain_adapter` (a Realiz3D `DomainAdapter` or its .safetensors path, `nodes.sd.domain_shifter`) shifts the
+    `domain_adapter` (a Realiz3D `DomainAdapter`, `nodes.types`, or its .safetensors path) shifts the
     UNet's domain at every call: `domain="real"` (default with an adapter) uses the adapter's schedule (synthetic
     early blocks at high noise), `"synthetic"` runs every block synthetic. `domain` without an adapter is a
     UserError.
@@ -95,6 +92,13 @@ def load_sd_prior(
         rows_bottom_up=rows_bottom_up, domain_adapter=domain_adapter, domain=domain or "real",
     )
 
+
+
+@SCORE_PRIORS.register("stable_diffusion")
+def stable_diffusion_prior(config: ScorePriorConfig) -> StableDiffusionPrior:
+    """The SD prior conditioned on the config's instance and reference, domain-shifted when asked."""
+    return load_sd_prior(require_weights(config.weights, "stable_diffusion"), {config.instance: config.reference},
+                         config.device, seed=config.seed, domain_adapter=config.domain_adapter, domain=config.domain)
 
 def prompt_for(reference: Reference) -> str:
     """The text condition of a reference: its own prompt, else one built from its material class."""
@@ -138,7 +142,7 @@ def depth_control_image(depth: torch.Tensor, size: tuple[int, int], batch_size: 
     return image.expand(batch_size, 3, -1, -1)
 
 
-class StableDiffusionPrior(ScorePrior):
+class StableDiffusionPrior(DiscreteNoiseSchedule, ScorePrior):
     """SD 1.x/2.x UNet as a latent-space denoiser for SDS/VSD (see the module docstring)."""
 
     name = "stable_diffusion"
@@ -171,10 +175,7 @@ class StableDiffusionPrior(ScorePrior):
         self.controlnet = components.controlnet
         self.controlnet_scale = controlnet_scale
         self.references = dict(references)
-        scheduler = components.scheduler
-        self.prediction_type: str = scheduler.config.prediction_type
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=self.device, dtype=torch.float32)
-        self.num_timesteps = int(self.alphas_cumprod.shape[0])
+        self.use_scheduler(components.scheduler, self.device)
         # Latent sides must survive the UNet's downsamplings.
         self.size_multiple = components.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
 
@@ -213,15 +214,6 @@ class StableDiffusionPrior(ScorePrior):
             srgb = self.sd.vae.decode(upright.to(self.dtype) / self.sd.vae.config.scaling_factor).sample
         image = rgb_to_linear_rgb(((srgb.float() + 1.0) / 2.0).clamp(0.0, 1.0))
         return image.flip(-2) if self.rows_bottom_up else image
-
-    def noise_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha_bar = self.alphas_cumprod[self.timestep_index(t)]
-        return alpha_bar.sqrt().view(-1, 1, 1, 1), (1.0 - alpha_bar).sqrt().view(-1, 1, 1, 1)
-
-    def timestep_index(self, t: torch.Tensor) -> torch.Tensor:
-        """Continuous t in (0, 1) -> nearest discrete index in [0, T-1]."""
-        t = torch.as_tensor(t, device=self.device, dtype=torch.float32).reshape(-1)
-        return (t * (self.num_timesteps - 1)).round().long().clamp(0, self.num_timesteps - 1)
 
     def _image_size(self, height: int, width: int) -> tuple[int, int]:
         sample_size = self.unet.config.sample_size

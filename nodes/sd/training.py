@@ -27,8 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from graphflow import UserError
+from nodes.types import DomainSchedule
 
-from .domain_shifter import REAL, SYNTHETIC, DomainSchedule, DomainShifter
+from .domain_shifter import REAL, SYNTHETIC, DomainShifter
 
 CONTROL_ADAPTER_NAME = "domain_control"
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from kornia.color import linear_rgb_to_rgb
 
-from nodes.distill.prior_api import PriorBatch, SuperResPrior
+from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig, require_weights
 from nodes.sd.loading import SDComponents, encode_prompts, load_upscaler_components
+from nodes.sd.noise_schedule import DiscreteNoiseSchedule
 
 
 def load_upscaler_prior(
@@ -40,7 +41,14 @@ def load_upscaler_prior(
     return StableDiffusionUpscalerPrior(components, prompts=prompts, guidance_scale=guidance_scale, seed=seed)
 
 
-class StableDiffusionUpscalerPrior(SuperResPrior):
+
+@SUPERRES_PRIORS.register("stable_diffusion")
+def stable_diffusion_superres_prior(config: SuperResPriorConfig) -> StableDiffusionUpscalerPrior:
+    """The x4 upscaler prior. Its noise-augmentation stream starts at seed 0, not `config.seed`, as it always has
+    (cached upscaled textures stay what this would compute)."""
+    return load_upscaler_prior(require_weights(config.weights, "stable_diffusion"), config.device)
+
+class StableDiffusionUpscalerPrior(DiscreteNoiseSchedule, SuperResPrior):
     """x̂_0 from the SD x4 upscaler UNet for anchored SR-SDS (see the module docstring)."""
 
     name = "stable_diffusion"
@@ -55,9 +63,7 @@ class StableDiffusionUpscalerPrior(SuperResPrior):
         self.dtype = self.unet.dtype
         self.prompts = dict(prompts or {})
         self.guidance_scale = guidance_scale
-        self.prediction_type: str = components.scheduler.config.prediction_type
-        self.alphas_cumprod = components.scheduler.alphas_cumprod.to(device=self.device, dtype=torch.float32)
-        self.num_timesteps = int(self.alphas_cumprod.shape[0])
+        self.use_scheduler(components.scheduler, self.device)
         self.size_multiple = components.vae_scale_factor * 2 ** (len(self.unet.config.block_out_channels) - 1)
         # Noise augmentation of the condition draws from the prior's own stream: same calls, same bytes.
         self.generator = torch.Generator(device="cpu").manual_seed(seed)
@@ -82,14 +88,6 @@ class StableDiffusionUpscalerPrior(SuperResPrior):
         with torch.no_grad():
             srgb = self.sd.vae.decode(latents.to(self.dtype) / self.sd.vae.config.scaling_factor).sample
         return rgb_to_linear_rgb(((srgb.float() + 1.0) / 2.0).clamp(0.0, 1.0))
-
-    def noise_coeffs(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha_bar = self.alphas_cumprod[self.timestep_index(t)]
-        return alpha_bar.sqrt().view(-1, 1, 1, 1), (1.0 - alpha_bar).sqrt().view(-1, 1, 1, 1)
-
-    def timestep_index(self, t: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(t, device=self.device, dtype=torch.float32).reshape(-1)
-        return (t * (self.num_timesteps - 1)).round().long().clamp(0, self.num_timesteps - 1)
 
     def noise_level_label(self, noise_level: float) -> int:
         """noise_level in [0, 1] -> the pipeline's integer level in [0, max_noise_level]."""

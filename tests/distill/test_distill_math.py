@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from nodes.components.priors import EpsMode, PriorBatch, ScorePrior
 from nodes.distill.closed_form import (
     ClosedFormPrior,
     PatchBank,
@@ -15,7 +16,6 @@ from nodes.distill.closed_form import (
     extract_patches,
 )
 from nodes.distill.methods import distill_gradient, guided_eps, mgda_weight, sds_weight, surrogate_loss
-from nodes.distill.prior_api import EpsMode, PriorBatch, ScorePrior
 from nodes.distill.schedule import timestep
 
 

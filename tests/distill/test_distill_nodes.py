@@ -6,12 +6,12 @@ import torch
 
 from graphflow import Keyed, UserError
 from graphflow.testing import make_context
+from nodes.components.priors import PriorBatch
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.loop import LoopSettings, distill_texture, with_one_restart
 from nodes.distill.methods import distill_gradient, surrogate_loss
 from nodes.distill.metrics import binding_accuracy, patch_sliced_wasserstein
 from nodes.distill.nodes import DistillPixel, DistillSemantic, SuperResAnchored
-from nodes.distill.prior_api import PriorBatch
 from nodes.distill.superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres
 from nodes.distill.synthetic import flat_quads, procedural_reference, procedural_references
 from nodes.distill.texture_param import PyramidTexture, select_instance_views

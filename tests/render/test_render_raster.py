@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from graphflow import UserError
+from nodes.components.raster import Rasterizer, to_clip
 from nodes.render.cameras import look_at, orbit_cameras, perspective
 from nodes.render.embree import RayCaster
 from nodes.render.ops import interpolate
-from nodes.render.raster import Rasterizer, get_rasterizer, to_clip
+from nodes.render.raster import get_rasterizer
 
 from .sheenchair import load_sheen_chair
 

@@ -11,12 +11,10 @@ pytest.importorskip("peft")
 
 from graphflow import Keyed, UserError  # noqa: E402
 from graphflow.testing import make_context  # noqa: E402
-from nodes.sd.domain_shifter import (  # noqa: E402
-    DomainAdapter, DomainShifter, apply_domain_shifting, remove_domain_shifting,
-)
+from nodes.sd.domain_shifter import DomainShifter, apply_domain_shifting, remove_domain_shifting  # noqa: E402
 from nodes.sd.nodes import TrainControl, TrainDomainShifter  # noqa: E402
 from nodes.sd.training import geometry_from_views, load_control  # noqa: E402
-from nodes.types import Reference, TextureMap, Views  # noqa: E402
+from nodes.types import DomainAdapter, Reference, TextureMap, Views  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,12 @@ from diffusers import DDPMScheduler, UNet2DConditionModel  # noqa: E402
 
 from graphflow import UserError  # noqa: E402
 from nodes.sd.domain_shifter import (  # noqa: E402
-    DomainAdapter, DomainSchedule, DomainShifter, apply_domain_shifting, domain_schedule, load_adapter, save_adapter,
+    DomainShifter, apply_domain_shifting, domain_schedule, load_adapter, save_adapter,
 )
 from nodes.sd.training import (  # noqa: E402
     evaluation_loss, lora_parameters_by_block, real_sample_backward, train_control, train_domain_shifter,
 )
+from nodes.types import DomainAdapter, DomainSchedule  # noqa: E402
 
 CROSS_DIM = 16
 

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from graphflow import UserError
+from nodes.components.priors import PriorBatch
 from nodes.distill.methods import distill_gradient, surrogate_loss
-from nodes.distill.prior_api import PriorBatch
 from nodes.sd.loading import clear_cache, load_sd_components, resolve_weights
 from nodes.sd.prior import StableDiffusionPrior, load_sd_prior
 from nodes.sd.tiny import build_tiny_sd
@@ -320,7 +320,8 @@ def test_bottom_up_rows_are_flipped_to_upright(tiny_sd: Path) -> None:
 
 def test_domain_shifting_hook(tiny_sd: Path) -> None:
     """E2's Realiz3D domain shifter plugs into the prior; a prior without one leaves the shared UNet plain."""
-    from nodes.sd.domain_shifter import DomainAdapter, DomainShifter
+    from nodes.sd.domain_shifter import DomainShifter
+    from nodes.types import DomainAdapter
 
     plain = load_sd_prior(str(tiny_sd), _references(), "cpu")
     shifter = DomainShifter.for_unet(plain.unet, generator=torch.Generator().manual_seed(0))

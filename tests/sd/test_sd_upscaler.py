@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from graphflow import UserError
-from nodes.distill.prior_api import PriorBatch
+from nodes.components.priors import PriorBatch
 from nodes.sd.tiny import build_tiny_sd, build_tiny_upscaler
 from nodes.sd.upscaler import StableDiffusionUpscalerPrior, load_upscaler_prior
 
