@@ -442,21 +442,21 @@ def _step_inward(x: torch.Tensor, face: torch.Tensor, corner: torch.Tensor, posi
     return x + distance[:, None] * perp
 
 
-def _seam_differences(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, atlas: torch.Tensor,
-                      seams: torch.Tensor, frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor], samples: int,
-                      generator: torch.Generator) -> torch.Tensor:
-    """Mean-|ΔRGB| `[N]` of point pairs one texel either side of seam edges (`seams` `[S, 2]` half-edges)."""
+def _seam_uv_pairs(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, seams: torch.Tensor,
+                   frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor], samples: int,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """UVs `[N, 2]` x 2 of point pairs one texel either side of seam edges (`seams` `[S, 2]` half-edges)."""
     normals, _, texel = frames
     fa, ka, fb, kb = seams[:, 0] // 3, seams[:, 0] % 3, seams[:, 1] // 3, seams[:, 1] % 3
     p0, p1 = positions[faces[fa, ka]].double(), positions[faces[fa, (ka + 1) % 3]].double()
     pick = torch.multinomial((p1 - p0).norm(dim=1).float(), samples, replacement=True, generator=generator)
     t = torch.rand(samples, generator=generator, dtype=torch.float64)[:, None]
     x = p0[pick] + t * (p1 - p0)[pick]
-    colours = []
+    ends = []
     for face, corner in ((fa[pick], ka[pick]), (fb[pick], kb[pick])):
         q = _step_inward(x, face, corner, positions, faces, normals, texel[face])
-        colours.append(_sample_atlas(atlas, _uv_at(q, face, positions, faces, uvs)))
-    return (colours[0] - colours[1]).abs().mean(1)
+        ends.append(_uv_at(q, face, positions, faces, uvs))
+    return ends[0], ends[1]
 
 
 def _chart_labels(faces: torch.Tensor, vertices: int) -> torch.Tensor:
@@ -470,10 +470,10 @@ def _chart_labels(faces: torch.Tensor, vertices: int) -> torch.Tensor:
     return torch.from_numpy(connected_components(graph, directed=False)[1][:n]).long()
 
 
-def _inside_differences(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, atlas: torch.Tensor,
-                        candidates: torch.Tensor, frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-                        samples: int, generator: torch.Generator) -> torch.Tensor:
-    """Mean-|ΔRGB| `[N]` of point pairs two texel lengths apart inside one triangle of `candidates` `[F]` (bool).
+def _inside_uv_pairs(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor,
+                     candidates: torch.Tensor, frames: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+                     samples: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """UVs `[N, 2]` x 2 of point pairs two texel lengths apart inside one triangle of `candidates` `[F]` (bool).
 
     Triangles are drawn by area; 4× `samples` candidate pairs are drawn and those with both points
     inside their triangle (away from its edges) kept, at most `samples`.
@@ -481,7 +481,7 @@ def _inside_differences(positions: torch.Tensor, faces: torch.Tensor, uvs: torch
     normals, area, texel = frames
     weights = (area * candidates).float()
     if float(weights.sum()) <= 0:
-        return torch.zeros(0)
+        return None
     n = 4 * samples
     face = torch.multinomial(weights, n, replacement=True, generator=generator)
     r = torch.rand(n, 3, generator=generator, dtype=torch.float64)
@@ -498,8 +498,8 @@ def _inside_differences(positions: torch.Tensor, faces: torch.Tensor, uvs: torch
     for q in ends:
         inside &= _inside_triangle(q, tri)
     keep = torch.nonzero(inside).flatten()[:samples]
-    colours = [_sample_atlas(atlas, _uv_at(q[keep], face[keep], positions, faces, uvs)) for q in ends]
-    return (colours[0] - colours[1]).abs().mean(1)
+    first, second = (_uv_at(q[keep], face[keep], positions, faces, uvs) for q in ends)
+    return first, second
 
 
 def _inside_triangle(q: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
@@ -510,6 +510,58 @@ def _inside_triangle(q: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
         edge = tri[:, (i + 1) % 3] - tri[:, i]
         ok &= (torch.cross(edge, q - tri[:, i], dim=1) * normal).sum(1) >= 0
     return ok
+
+
+@dataclass(frozen=True)
+class SeamProbe:
+    """Where `seam_ratio` samples one mesh at one atlas size: the UV pairs across seams and inside charts.
+
+    Everything but the colours depends on the mesh and the atlas size only, so candidates of one
+    size are measured with one probe (same pairs, same numbers as `seam_ratio`) at the cost of two
+    bilinear lookups each.
+    """
+
+    seam_pairs: tuple[torch.Tensor, torch.Tensor] | None  # None: the mesh has no seam edge
+    inside_pairs: tuple[torch.Tensor, torch.Tensor] | None
+    floor: float
+
+    def measure(self, atlas: torch.Tensor) -> SeamReport:
+        """The seam report of `atlas` `[3, H, W]` (of the probe's size)."""
+        if self.seam_pairs is None:
+            return SeamReport(1.0, 0.0, math.nan, 0, 0)
+        seam = _pair_differences(atlas, self.seam_pairs)
+        inside = _pair_differences(atlas, self.inside_pairs) if self.inside_pairs is not None else torch.zeros(0)
+        s_mean = float(seam.mean())
+        i_mean = float(inside.mean()) if inside.numel() else math.nan
+        ratio = (s_mean + self.floor) / (i_mean + self.floor) if inside.numel() else math.nan
+        return SeamReport(ratio, s_mean, i_mean, int(seam.numel()), int(inside.numel()))
+
+
+def _pair_differences(atlas: torch.Tensor, pairs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Mean-|ΔRGB| `[N]` over the three channels between the atlas's colours at two UV sets."""
+    return (_sample_atlas(atlas, pairs[0]) - _sample_atlas(atlas, pairs[1])).abs().mean(1)
+
+
+def seam_probe(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, size: tuple[int, int], *,
+               seed: int = 0, samples: int = 4096, floor: float = 1.0 / 255.0) -> SeamProbe:
+    """The sample pairs of `seam_ratio` for atlases of `size` (H, W)."""
+    faces = faces.long()
+    if faces.shape[0] == 0:
+        return SeamProbe(None, None, floor)
+    generator = torch.Generator().manual_seed(seed)
+    frames = _triangle_frames(positions, faces, uvs, size)
+    pairs, pid = _edge_pairs(positions, faces)
+    seams = pairs[_seam_edges(pairs, pid, faces, uvs, 0.5 / max(size))]
+    texel = frames[2]
+    seams = seams[(texel[seams[:, 0] // 3] > 0) & (texel[seams[:, 1] // 3] > 0)]
+    if seams.shape[0] == 0:
+        return SeamProbe(None, None, floor)
+    seam = _seam_uv_pairs(positions, faces, uvs, seams, frames, samples, generator)
+    charts = _chart_labels(faces, positions.shape[0])
+    touching = torch.zeros(int(charts.max()) + 1, dtype=torch.bool)
+    touching[charts[seams.reshape(-1) // 3]] = True
+    inside = _inside_uv_pairs(positions, faces, uvs, touching[charts], frames, samples, generator)
+    return SeamProbe(seam, inside, floor)
 
 
 def seam_ratio(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, atlas: torch.Tensor, *,
@@ -528,26 +580,8 @@ def seam_ratio(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, 
     texture, whose differences are invisible, at ≈ 1 instead of dividing noise by noise. No seam
     edge: ratio 1.0 and `seam_pairs` 0. Deterministic for a given `seed`.
     """
-    faces = faces.long()
-    if faces.shape[0] == 0:
-        return SeamReport(1.0, 0.0, math.nan, 0, 0)
-    generator = torch.Generator().manual_seed(seed)
-    frames = _triangle_frames(positions, faces, uvs, tuple(atlas.shape[-2:]))
-    pairs, pid = _edge_pairs(positions, faces)
-    seams = pairs[_seam_edges(pairs, pid, faces, uvs, 0.5 / max(atlas.shape[-2:]))]
-    texel = frames[2]
-    seams = seams[(texel[seams[:, 0] // 3] > 0) & (texel[seams[:, 1] // 3] > 0)]
-    if seams.shape[0] == 0:
-        return SeamReport(1.0, 0.0, math.nan, 0, 0)
-    seam = _seam_differences(positions, faces, uvs, atlas, seams, frames, samples, generator)
-    charts = _chart_labels(faces, positions.shape[0])
-    touching = torch.zeros(int(charts.max()) + 1, dtype=torch.bool)
-    touching[charts[seams.reshape(-1) // 3]] = True
-    inside = _inside_differences(positions, faces, uvs, atlas, touching[charts], frames, samples, generator)
-    s_mean = float(seam.mean())
-    i_mean = float(inside.mean()) if inside.numel() else math.nan
-    ratio = (s_mean + floor) / (i_mean + floor) if inside.numel() else math.nan
-    return SeamReport(ratio, s_mean, i_mean, int(seam.numel()), int(inside.numel()))
+    return seam_probe(positions, faces, uvs, tuple(atlas.shape[-2:]), seed=seed, samples=samples,
+                      floor=floor).measure(atlas)
 
 
 def distance_matrix(
