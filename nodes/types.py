@@ -125,7 +125,9 @@ class TextureMap(TensorData):
     """One instance's appearance atlas (its own UV space)."""
 
     image: torch.Tensor  # [C, H, W] linear RGB float32
-    mask: torch.Tensor  # [H, W] bool, texels covered by the instance's UV islands
+    # [H, W] bool, texels covered by the instance's UV islands (`nodes.render.uv_raster`'s one coverage rule);
+    # texels outside it are gutter fill. Consumers (brdf.decompose -> PBRMaps.mask -> exports) keep this mask.
+    mask: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)  # e.g. steps, losses, sources
 
 
@@ -139,7 +141,7 @@ class PBRMaps(TensorData):
     metallic: torch.Tensor  # [1, H, W]
     normal: torch.Tensor  # [3, H, W] tangent-space unit vectors, +Y up (OpenGL / glTF)
     occlusion: torch.Tensor  # [1, H, W] ambient occlusion, 1 = unoccluded
-    mask: torch.Tensor  # [H, W] bool
+    mask: torch.Tensor  # [H, W] bool, the texture's `TextureMap.mask` (the texels that hold data)
     material: str = "generic"
     info: dict[str, Any] = field(default_factory=dict)
 

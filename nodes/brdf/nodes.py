@@ -14,7 +14,7 @@ from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
 from .decompose import decompose_texture, unlit_maps
 from .materials import material_prior
 from .scene_texture import texture_from_scene
-from .texels import ambient_occlusion, texel_geometry
+from .texels import TexelGeometry, ambient_occlusion, texel_geometry
 
 
 @register
@@ -32,7 +32,7 @@ class Decompose(Node):
     """
 
     name = "brdf.decompose"
-    version = 2
+    version = 3
     map_over = ("texture", "references", "instances")
 
     class Params(BaseModel):
@@ -62,11 +62,7 @@ class Decompose(Node):
             raise UserError(f"texture must be [3, H, W] RGB, got {tuple(image.shape)}", node=ctx.node_id, item=name)
         material = references.material if references.material != "generic" else material_prior_name(instance.material)
         prior = material_prior(material, where=ctx.where)
-        height, width = int(image.shape[1]), int(image.shape[2])
-        geometry = texel_geometry(scene, instance.face_mask, (height, width))
-        if geometry.index.numel() == 0:
-            raise UserError("the instance covers no texel of its texture atlas", node=ctx.node_id, item=name,
-                            hint="its UVs may be degenerate; re-load the scene with unwrap: always")
+        geometry = texture_geometry(scene, instance, texture, ctx)
         generator = ctx.generator
         occlusion = ambient_occlusion(scene, geometry.position, geometry.normal, p.ao_rays, generator)
         if not p.baked_shading:
@@ -80,6 +76,24 @@ class Decompose(Node):
             )
 
 
+def texture_geometry(scene: Scene, instance: Instance, texture: TextureMap, ctx: Context) -> TexelGeometry:
+    """The texel geometry of the texels in the texture's own mask (`TextureMap.mask`, which the maps keep
+    as `PBRMaps.mask`); texels of the mask that show no surface point of the instance are dropped."""
+    shape = tuple(texture.image.shape[1:])
+    if tuple(texture.mask.shape) != shape:
+        raise UserError(f"texture mask {tuple(texture.mask.shape)} does not match its image {shape}",
+                        node=ctx.node_id, item=ctx.item, hint="the texture's producer must give a mask per texel")
+    geometry = texel_geometry(scene, instance.face_mask, (shape[0], shape[1]), within=texture.mask)
+    if geometry.index.numel() == 0:
+        raise UserError("the instance covers no texel of its texture atlas", node=ctx.node_id, item=ctx.item,
+                        hint="its UVs may be degenerate; re-load the scene with unwrap: always")
+    dropped = int(texture.mask.to(torch.bool).sum()) - int(geometry.index.numel())
+    if dropped:
+        ctx.log.warning("%s: %d texel(s) of the texture's mask show no surface point of the instance; "
+                        "they are left out of the maps", ctx.item, dropped)
+    return geometry
+
+
 @register
 class TextureFromScene(Node):
     """Each instance's baked appearance from the scene's own baseColor textures, on the
@@ -88,7 +102,7 @@ class TextureFromScene(Node):
     their baseColorFactor."""
 
     name = "texture.from_scene"
-    version = 1
+    version = 2
     map_over = "instances"
 
     class Params(BaseModel):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from nodes.render.uv_raster import dilate_into_empty
+from nodes.render.uv_raster import fill_atlas_gutter
 from nodes.types import Instance, Scene, TextureMap
 
 from .texels import texel_geometry
@@ -73,6 +73,6 @@ def texture_from_scene(scene: Scene, instance: Instance, size: int,
                  instance.name, ", ".join(untextured))
     image = torch.zeros(3, size * size)
     image[:, geometry.index] = colours.T
-    image = dilate_into_empty(image.reshape(3, size, size), geometry.mask, iterations=8)
+    image = fill_atlas_gutter(image.reshape(3, size, size), geometry.mask)
     return TextureMap(image=image.contiguous(), mask=geometry.mask.clone(),
                       info={"source": "scene baseColor", "untextured_parts": untextured})

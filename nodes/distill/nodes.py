@@ -423,7 +423,7 @@ class SuperResAnchored(Node):
     """×2/×4 texture refinement by SDS with a super-resolution prior anchored on the input texture."""
 
     name = "superres.anchored"
-    version = 2
+    version = 3
     Params = SuperResParams
     map_over = ("texture", "references", "instances")
     resources = Resources(num_cpus=2, memory_mb=1024)
@@ -431,9 +431,9 @@ class SuperResAnchored(Node):
     def run(self, ctx: Context, texture: TextureMap, references: Reference,
             weights: Path | None = None, scene: Scene | None = None,
             instances: Instance | None = None) -> TextureMap:
-        from nodes.render.uv_raster import dilate_into_empty
+        from nodes.render.uv_raster import fill_atlas_gutter
 
-        from .superres import SuperResSettings, anchored_superres, superres_info
+        from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info
 
         p = with_weights(self.params, weights)
         images = reference_images(references, ctx)
@@ -459,16 +459,17 @@ class SuperResAnchored(Node):
             start = detail_transfer(scene, instances, references, texture, p.factor)
             faces = scene.faces[instances.face_mask]
             seams = lambda atlas: seam_ratio(scene.positions, faces, scene.uvs, atlas).ratio  # noqa: E731
+        coverage = output_coverage(texture.mask.bool(), p.factor, scene, instances)
         with ctx.progress(total=p.steps, desc="superres") as bar:
             def attempt(lr: float, index: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
                 return anchored_superres(prior, image, texture.mask, settings, torch.Generator().manual_seed(seed),
                                          on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr,
-                                         start=start)
+                                         start=start, out_mask=coverage)
 
             (out, out_mask, losses), lr = with_one_restart(attempt, p.lr, node_id=ctx.node_id, item=ctx.item,
                                                            what="the texture", info=info, hint="lower params.lr")
         if bool(out_mask.any()):
-            out = dilate_into_empty(out, out_mask, iterations=out.shape[-1])
+            out = fill_atlas_gutter(out, out_mask)
         info.update(steps=p.steps, lr=lr, final_loss=losses[-1] if losses else None)
         if "texels_per_metre" in texture.info:
             out = keep_best_upscale(out, out_mask, image, start, images[0], p.factor, info, seams)

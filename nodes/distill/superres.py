@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig
+from nodes.types import Instance, Scene
 
 from .closed_form import (
     PatchBank,
@@ -131,10 +132,14 @@ def anchored_superres(
     poison_at: int | None = None,
     lr: float | None = None,
     start: torch.Tensor | None = None,
+    out_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Optimise the ×factor atlas; returns (image `[3, fH, fW]`, mask `[fH, fW]`, losses).
 
     `start` (optional, `[3, fH, fW]`): where the optimisation begins instead of the upsampled input.
+    `out_mask` (optional, `[fH, fW]`): the output atlas's coverage (`output_coverage`), returned as its
+    mask; the SDS crops and loss stay on the input's texels at the output size (`mask` upsampled), where
+    the anchor holds data.
 
     Raises `nodes.distill.loop.NonFiniteError` on NaN/inf (`AveragedAdam.step`).
     """
@@ -143,7 +148,7 @@ def anchored_superres(
 
     f = settings.factor
     size = image.shape[-1] * f
-    hi_mask = F.interpolate(mask[None, None].float(), scale_factor=f, mode="nearest")[0, 0] > 0.5
+    hi_mask = output_coverage(mask, f, None, None)  # the input's texels at the output size
     if start is None:
         start = F.interpolate(image[None].float(), size=(size, size), mode="bilinear", align_corners=False)[0]
     texture = PyramidTexture(size, settings.texture_levels, init=start)
@@ -178,7 +183,18 @@ def anchored_superres(
     optimizer.finish()
     with torch.no_grad():
         out = texture.image().clamp(0, 1)
-    return out, hi_mask, losses
+    return out, (hi_mask if out_mask is None else out_mask.to(torch.bool)), losses
+
+
+def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instance: Instance | None) -> torch.Tensor:
+    """The ×factor atlas's mask: the instance's UV coverage at the output size (`uv_island_mask`, the one
+    coverage rule); without the scene, the input's `mask` upsampled (nearest), the best guess left."""
+    size = (int(mask.shape[0]) * factor, int(mask.shape[1]) * factor)
+    if scene is None or instance is None:
+        return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+    from nodes.render.uv_raster import uv_island_mask
+
+    return uv_island_mask(scene.uvs, scene.faces[instance.face_mask], size)
 
 
 def superres_info(out: torch.Tensor, image: torch.Tensor, out_mask: torch.Tensor, mask: torch.Tensor,

@@ -7,9 +7,9 @@ coarse structure converges first and fine detail last.
 
 Renders go through the views' interpolated UVs with the differentiable
 `nodes.render.ops.sample_texture_map` (glTF UV convention, clamp at the
-atlas border). Texels that no view samples are filled by UV-space dilation
-(`nodes.render.uv_raster.dilate_into_empty`) when the atlas is exported, so
-seams have no holes.
+atlas border). Texels that no view samples are filled from the seen ones
+(`nodes.render.uv_raster.fill_atlas_gutter`, the one gutter policy) when the
+atlas is exported, so seams have no holes.
 """
 from __future__ import annotations
 
@@ -93,12 +93,12 @@ class PyramidTexture(torch.nn.Module):
     def to_texture_map(self, atlas_mask: torch.Tensor, seen: torch.Tensor | None, info: dict[str, Any]) -> TextureMap:
         """The clamped atlas with unseen texels filled from their seen neighbours by UV-space dilation
         (`seen` None: no fill, the texture started from a complete atlas and unseen texels keep it)."""
-        from nodes.render.uv_raster import dilate_into_empty
+        from nodes.render.uv_raster import fill_atlas_gutter
 
         with torch.no_grad():
             image = self.image().clamp(0.0, 1.0)
             if seen is not None and bool(seen.any()):
-                image = dilate_into_empty(image, seen, iterations=image.shape[-1])
+                image = fill_atlas_gutter(image, seen)
         return TextureMap(image=image.contiguous(), mask=atlas_mask.bool(), info=info)
 
 

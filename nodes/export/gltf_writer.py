@@ -27,13 +27,12 @@ from PIL import Image
 
 from graphflow import UserError
 
-from nodes.render.uv_raster import dilate_into_empty
+from nodes.render.uv_raster import fill_atlas_gutter
 from nodes.types import Instance, PBRMaps, Scene
 
 from .tangents import finalize_tangents
 
 PNG_COMPRESS_LEVEL = 6
-DILATION_RINGS = 16  # texels of colour grown beyond UV islands so mipmaps do not bleed black
 ARRAY_BUFFER = 34962
 ELEMENT_ARRAY_BUFFER = 34963
 FLOAT, UNSIGNED_SHORT, UNSIGNED_INT = 5126, 5123, 5125
@@ -57,12 +56,13 @@ def encode_png(image: torch.Tensor) -> bytes:
 
 
 def dilated(maps: PBRMaps) -> PBRMaps:
-    """The maps with colour grown `DILATION_RINGS` texels past the UV islands (bilinear lookups and
-    mipmaps at island borders then see no black), normals renormalised."""
+    """The maps with colour grown past the UV islands of `maps.mask` (the texture's own mask) by the one
+    gutter policy, `fill_atlas_gutter` (bilinear lookups and mipmaps at island borders then see no
+    black), normals renormalised."""
     mask = maps.mask.to(torch.bool)
 
     def grow(image: torch.Tensor) -> torch.Tensor:
-        return dilate_into_empty(image.to(torch.float32), mask, DILATION_RINGS)
+        return fill_atlas_gutter(image.to(torch.float32), mask)
 
     normal = grow(maps.normal.to(torch.float32) / maps.normal.norm(dim=0, keepdim=True).clamp_min(1e-8))
     normal = normal / normal.norm(dim=0, keepdim=True).clamp_min(1e-8)

@@ -28,7 +28,7 @@ class ExportGltf(Node):
     KHR_materials_sheen on fabric when `sheen_for_fabric`. Passes the Khronos validator."""
 
     name = "export.gltf"
-    version = 1
+    version = 2
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -47,7 +47,7 @@ class PreviewRender(Node):
     lights, then each instance's albedo / roughness / metallic / normal maps."""
 
     name = "preview.render"
-    version = 1
+    version = 2
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -69,7 +69,7 @@ class ExportUsd(Node):
     kept with a warning, or downsized in the usdz only with `oversize: downsize`."""
 
     name = "export.usd"
-    version = 1
+    version = 2
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -100,7 +100,7 @@ class ExportMaterialx(Node):
     it in `<filename>_textures/`. Validates under MaterialX's own Document.validate()."""
 
     name = "export.materialx"
-    version = 1
+    version = 2
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

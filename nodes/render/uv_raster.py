@@ -1,10 +1,23 @@
-"""UV-space rasterization: which surface point every texel of an instance's atlas shows.
+"""UV-space rasterization: which texels of an instance's atlas are covered, and what each shows.
 
-Texel (row j, column i) of a `size x size` atlas has its centre at glTF uv
-((i + 0.5) / size, (j + 0.5) / size); glTF's v grows downward, so row j = v * size.
-Coverage is decided at texel centres (as a GPU rasterizer would); use
-`dilate_into_empty` so bilinear lookups at island borders find no holes.
-UV triangles are placed at z = 0 and hit by one Embree ray per texel.
+The one coverage rule of the project (texture.project, distillation's island
+mask, superres's output mask, brdf's texel geometry and the exports all use it):
+
+- Texel (row j, column i) of an `H x W` atlas has its centre at glTF uv
+  ((i + 0.5) / W, (j + 0.5) / H); glTF's v grows downward, so row j = v * H.
+- A texel is covered when its centre lies inside a UV triangle (as a GPU
+  rasterizer decides); it then shows the surface point of that triangle at
+  the centre (face, barycentrics, world position, normal, tangent).
+- UVs wrap mod 1, as the glTF export's REPEAT sampler reads them: a triangle
+  is rasterized at every integer translate that overlaps the unit square, so
+  a texel shows the point a viewer would sample it for. (The loader keeps
+  only UVs inside [0, 1], so for its scenes the wrap changes nothing.)
+- Where triangles overlap in UV space, the ray caster picks one of them (a
+  triangle folded from more than `MAX_WRAP_CELLS` tiles per axis keeps its first ones).
+
+UV triangles are placed at z = 0 and hit by one Embree ray per texel centre.
+Texels outside the islands are filled by `fill_atlas_gutter`, the one gutter
+policy, so bilinear and mip lookups at island borders find no holes.
 """
 from __future__ import annotations
 
@@ -35,39 +48,78 @@ class TexelFragments:
         return int(self.mask.shape[0]), int(self.mask.shape[1])
 
 
-def _texel_hits(uvs: torch.Tensor, faces: torch.Tensor, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cast one ray per texel centre at the UV triangles: (local face index `[H*W]` or -1, barycentrics `[H*W, 3]`)."""
+AtlasSize = int | tuple[int, int]
+# Tiles along u and v one UV triangle is folded from. The loader keeps only UVs in [0, 1]; a triangle
+# spanning more tiles (a tiling texture's UVs, kept by `unwrap: never`) covers the atlas many times over
+# anyway, so its farther tiles add nothing but cost.
+MAX_WRAP_CELLS = 32
+
+
+def _atlas_shape(size: AtlasSize, caller: str) -> tuple[int, int]:
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if height < 1 or width < 1:
+        raise ValueError(f"{caller}: size must be >= 1, got {size}")
+    return height, width
+
+
+def _wrapped_copies(uvs: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The translated copies the wrap rule adds: UV triangles `[E, 3, 2]`, each moved by an integer offset
+    that makes it overlap [0, 1]^2 (other than its own place), and the face index `[E]` of each copy."""
+    corners = uvs[faces]  # [F, 3, 2]
+    finite = np.isfinite(corners).all(axis=(1, 2))[:, None]  # a face with NaN UVs covers nothing: no copies
+    low = np.where(finite, np.floor(np.nan_to_num(corners.min(axis=1))), 0).astype(np.int64)  # first cell touched
+    last = np.where(finite, np.ceil(np.nan_to_num(corners.max(axis=1))) - 1, 0).astype(np.int64)
+    high = np.clip(last, low, low + MAX_WRAP_CELLS - 1)  # last unit cell touched (within the cap)
+    span = high - low + 1  # [F, 2] cells touched along u and v
+    count = span[:, 0] * span[:, 1]
+    copy_face = np.repeat(np.arange(len(faces)), count)
+    rank = np.arange(len(copy_face)) - np.repeat(np.cumsum(count) - count, count)  # copy number within its face
+    cell = low[copy_face] + np.stack([rank // span[copy_face, 1], rank % span[copy_face, 1]], axis=1)
+    moved = (cell != 0).any(axis=1)  # the untranslated copy is the face itself
+    copies = corners[copy_face[moved]] - cell[moved][:, None, :].astype(uvs.dtype)
+    return copies, copy_face[moved]
+
+
+def _texel_hits(uvs: torch.Tensor, faces: torch.Tensor, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cast one ray per texel centre at the (wrapped) UV triangles: (index into `faces` `[H*W]` or -1,
+    barycentrics `[H*W, 3]` of the face's vertices 0, 1, 2)."""
+    height, width = shape
     uv_np = uvs.detach().cpu().numpy().astype(np.float32)
-    vertices = np.concatenate([uv_np, np.zeros((uv_np.shape[0], 1), np.float32)], axis=1)
-    caster = RayCaster(vertices, faces)
-    centres = (np.arange(size, dtype=np.float32) + 0.5) / size
-    texel_v, texel_u = np.meshgrid(centres, centres, indexing="ij")
-    origins = np.stack([texel_u.ravel(), texel_v.ravel(), np.ones(size * size, np.float32)], axis=1)
+    faces_np = faces.detach().cpu().numpy().astype(np.int64).reshape(-1, 3)
+    copies, copy_face = _wrapped_copies(uv_np, faces_np)
+    flat_uv = np.concatenate([uv_np, copies.reshape(-1, 2)])
+    vertices = np.concatenate([flat_uv, np.zeros((flat_uv.shape[0], 1), np.float32)], axis=1)
+    copy_corners = uv_np.shape[0] + np.arange(copies.shape[0] * 3).reshape(-1, 3)
+    caster = RayCaster(vertices, np.concatenate([faces_np, copy_corners]))
+    face_of = np.concatenate([np.arange(faces_np.shape[0]), copy_face])
+    texel_v, texel_u = np.meshgrid((np.arange(height, dtype=np.float32) + 0.5) / height,
+                                   (np.arange(width, dtype=np.float32) + 0.5) / width, indexing="ij")
+    origins = np.stack([texel_u.ravel(), texel_v.ravel(), np.ones(height * width, np.float32)], axis=1)
     dirs = np.zeros_like(origins)
     dirs[:, 2] = -1.0
-    _, face_id, u, v = caster.intersect_numpy(np.ascontiguousarray(origins), dirs)
+    _, hit, u, v = caster.intersect_numpy(np.ascontiguousarray(origins), dirs)
+    face_id = np.where(hit >= 0, face_of[np.maximum(hit, 0)], -1)
     bary = np.stack([u, v, 1.0 - u - v], axis=1)
     bary[face_id < 0] = 0.0
     return face_id, bary
 
 
-def uv_island_mask(uvs: torch.Tensor, faces: torch.Tensor, size: int) -> torch.Tensor:
-    """`[size, size]` bool: texels whose centre lies inside some UV triangle of `faces [F, 3]` (uvs `[V, 2]`)."""
-    if size < 1:
-        raise ValueError(f"uv_island_mask: size must be >= 1, got {size}")
-    face_id, _ = _texel_hits(uvs, faces, size)
-    return torch.from_numpy(face_id >= 0).reshape(size, size)
+def uv_island_mask(uvs: torch.Tensor, faces: torch.Tensor, size: AtlasSize) -> torch.Tensor:
+    """`[H, W]` bool (`size` = side or (H, W)): the texels the UV triangles `faces [F, 3]` (uvs `[V, 2]`) cover."""
+    shape = _atlas_shape(size, "uv_island_mask")
+    face_id, _ = _texel_hits(uvs, faces, shape)
+    return torch.from_numpy(face_id >= 0).reshape(shape)
 
 
-def texel_fragments(scene: Scene, face_mask: torch.Tensor, size: int) -> TexelFragments:
-    """Rasterize the faces selected by `face_mask [F]` (bool over `scene.faces`) into a `size x size` atlas."""
-    if size < 1:
-        raise ValueError(f"texel_fragments: size must be >= 1, got {size}")
+def texel_fragments(scene: Scene, face_mask: torch.Tensor, size: AtlasSize) -> TexelFragments:
+    """Rasterize the faces selected by `face_mask [F]` (bool over `scene.faces`) into an atlas of `size`
+    (side, or (H, W))."""
+    shape = _atlas_shape(size, "texel_fragments")
     selected = torch.nonzero(face_mask.to(torch.bool).cpu(), as_tuple=False).flatten()
     faces = scene.faces.cpu()[selected]
-    local_face, bary_np = _texel_hits(scene.uvs, faces, size)
+    local_face, bary_np = _texel_hits(scene.uvs, faces, shape)
     covered_np = local_face >= 0
-    face_id = torch.full((size * size,), -1, dtype=torch.int64)
+    face_id = torch.full((shape[0] * shape[1],), -1, dtype=torch.int64)
     covered = torch.from_numpy(covered_np)
     face_id[covered] = selected[torch.from_numpy(local_face[covered_np])]
     bary = torch.from_numpy(bary_np.astype(np.float32))
@@ -84,7 +136,6 @@ def texel_fragments(scene: Scene, face_mask: torch.Tensor, size: int) -> TexelFr
     tangent_xyz = F.normalize(tangent_raw[:, :3], dim=-1)
     handedness = torch.where(tangent_raw[:, 3] < 0, -1.0, 1.0) * covered
     tangent = torch.cat([tangent_xyz, handedness.unsqueeze(-1)], dim=-1)
-    shape = (size, size)
     return TexelFragments(
         face_id=face_id.reshape(shape),
         bary=bary.reshape(*shape, 3),
@@ -93,6 +144,19 @@ def texel_fragments(scene: Scene, face_mask: torch.Tensor, size: int) -> TexelFr
         tangent=tangent.reshape(*shape, 4),
         mask=covered.reshape(shape),
     )
+
+
+def fill_atlas_gutter(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The one gutter policy: every texel of `image [C, H, W]` outside `mask [H, W]` (the texels that hold
+    data: an atlas's islands, or the texels some view saw) filled from the mask by `dilate_into_empty`.
+
+    Ring count: the whole atlas (max(H, W) rings). The first rings average their neighbours (no dark
+    halos at seams under bilinear lookups), the rest copy their nearest island texel, so every mip level
+    a viewer's LINEAR_MIPMAP_LINEAR sampler reads, down to 1x1, finds island colour and no hole; and an
+    atlas's texels outside its mask depend on the mask's texels only, never on what a producer left there.
+    An empty mask leaves the image unchanged.
+    """
+    return dilate_into_empty(image, mask, iterations=max(int(image.shape[-2]), int(image.shape[-1])))
 
 
 # Rings filled by neighbour averaging (smooth seams); farther texels copy their nearest filled texel.
@@ -141,4 +205,4 @@ def dilate_into_empty(image: torch.Tensor, mask: torch.Tensor, iterations: int =
     return torch.where(valid_2d, filled, image)
 
 
-__all__ = ["TexelFragments", "dilate_into_empty", "texel_fragments", "uv_island_mask"]
+__all__ = ["AtlasSize", "TexelFragments", "dilate_into_empty", "fill_atlas_gutter", "texel_fragments", "uv_island_mask"]

@@ -1,6 +1,8 @@
 """Distillation nodes and loops on synthetic flat quads (no rasterizer): gradients, NaN path, outputs."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -118,6 +120,26 @@ def test_superres_nan_restarts_once_then_fails_naming_node_and_step() -> None:
                          0.02, node_id="superres", item="sofa", what="the texture", info={}, hint="lower params.lr")
     text = str(err.value)
     assert "superres" in text and "sofa" in text and "step 2" in text and "lower params.lr" in text
+
+
+def test_superres_mask_is_the_atlas_coverage_at_the_output_size(quads) -> None:
+    """The ×2 atlas's mask is the one UV rasterization at the output size, not the input mask upsampled."""
+    from nodes.distill.superres import output_coverage
+    from nodes.render.uv_raster import uv_island_mask
+
+    scene, instances, refs, _ = quads
+    scene = dataclasses.replace(scene, uvs=scene.uvs * 0.5 + 0.0875)  # island borders between hi-res centres
+    instance = instances["a"]
+    low = uv_island_mask(scene.uvs, scene.faces[instance.face_mask], 16)
+    high = output_coverage(low, 2, scene, instance)
+    assert torch.equal(high, uv_island_mask(scene.uvs, scene.faces[instance.face_mask], 32))
+    upsampled = output_coverage(low, 2, None, None)
+    assert torch.equal(upsampled, low.repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert not torch.equal(high, upsampled)  # the two rules disagree at the island borders
+    texture = TextureMap(image=procedural_reference("stripes", 16, seed=0), mask=low)
+    out = SuperResAnchored({"steps": 1, "factor": 2, "bank_size": 64, "crop": 16}).run(
+        make_context("superres", item="a"), texture=texture, references=refs["a"], scene=scene, instances=instance)
+    assert torch.equal(out.mask, high)
 
 
 def test_bad_inputs_raise_user_errors(quads) -> None:

@@ -1,11 +1,12 @@
 """nodes.render.uv_raster: texel fragments in glTF uv space."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
 
-from nodes.render.uv_raster import dilate_into_empty, texel_fragments, uv_island_mask
+from nodes.render.uv_raster import dilate_into_empty, fill_atlas_gutter, texel_fragments, uv_island_mask
 from nodes.types import Scene
 
 
@@ -96,3 +97,33 @@ def test_dilate_with_many_iterations_fills_everything_quickly() -> None:
     torch.testing.assert_close(out, torch.tensor([0.2, 0.4, 0.6]).view(3, 1, 1).expand(3, size, size))
     partial = dilate_into_empty(image, mask, iterations=6)
     assert partial[0, 10:20, 24].eq(0.2).all() and partial[0, 10:20, 23].eq(0.0).all()
+
+
+def test_uvs_wrap_mod_one() -> None:
+    # The quad's UVs shifted by whole tiles cover the atlas exactly as the untiled quad does (glTF REPEAT).
+    scene = _quad_scene()
+    shifted = dataclasses.replace(scene, uvs=scene.uvs + torch.tensor([2.0, -1.0]))
+    plain = texel_fragments(scene, torch.ones(2, dtype=torch.bool), 16)
+    tiled = texel_fragments(shifted, torch.ones(2, dtype=torch.bool), 16)
+    assert tiled.mask.all()
+    torch.testing.assert_close(tiled.position, plain.position, atol=1e-5, rtol=0)
+
+
+def test_a_triangle_across_the_border_covers_both_sides() -> None:
+    # One triangle spanning u in [0.75, 1.25]: its part past u = 1 lands at u in [0, 0.25].
+    uvs = torch.tensor([[0.75, 0.0], [1.25, 0.0], [0.75, 1.0]])
+    island = uv_island_mask(uvs, torch.tensor([[0, 1, 2]]), 8)
+    assert island[:, 6:].any() and island[:, :2].any() and not island[:, 2:6].any()
+    # The texel at u = 0.0625 shows the surface point at u = 1.0625 of the unwrapped triangle.
+    shifted = uv_island_mask(uvs - torch.tensor([0.5, 0.0]), torch.tensor([[0, 1, 2]]), 8)
+    assert torch.equal(island.roll(-4, dims=1), shifted)
+
+
+def test_fill_atlas_gutter_reaches_the_whole_atlas() -> None:
+    image = torch.zeros(3, 64, 64)
+    mask = torch.zeros(64, 64, dtype=torch.bool)
+    mask[5:9, 5:9] = True
+    image[:, 5:9, 5:9] = 0.25
+    out = fill_atlas_gutter(image, mask)
+    torch.testing.assert_close(out, torch.full_like(image, 0.25))
+    assert torch.equal(fill_atlas_gutter(image, torch.zeros_like(mask)), image)
