@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from graphflow import Keyed, UserError
+from graphflow.tasks import derive_seed
 from graphflow.testing import make_context
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.loop import LoopSettings, distill_texture, with_one_restart
@@ -58,9 +59,10 @@ def test_semantic_node_is_deterministic_for_a_seed(quads) -> None:
     scene, instances, refs, views = quads
     params = {**FAST, "method": "tbsd", "guidance_scale": 2.0, "init": "mean", "steps": 4}
 
-    def run(seed: int) -> torch.Tensor:
-        return DistillSemantic({**params, "seed": seed}).run(make_context("s", item="b"), scene, instances["b"],
-                                                             refs["b"], views, guidance_bank=refs).image
+    def run(seed: int) -> torch.Tensor:  # the `seed` param reaches the node as ctx.seed (graphflow/node.py)
+        ctx = make_context("s", item="b", seed=derive_seed(seed, "b"))
+        return DistillSemantic({**params, "seed": seed}).run(ctx, scene, instances["b"], refs["b"], views,
+                                                             guidance_bank=refs).image
 
     first = run(0)
     assert torch.equal(first, run(0))
