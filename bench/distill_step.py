@@ -85,9 +85,8 @@ def main() -> None:
                        bank_size=p.bank_size, stride=p.stride, t_range=(p.t_min, p.init_t_max),
                        generator=torch.Generator().manual_seed(0))
     level = render_level(iv, size)
-    settings = LoopSettings(method=p.method, steps=args.steps, lr=p.lr, guidance_scale=p.guidance_scale,
-                            t_min=p.t_min, t_max=p.init_t_max, schedule=p.schedule, texture_size=size,
-                            texture_levels=p.texture_levels, views_per_step=p.views_per_step, render_level=level)
+    settings = LoopSettings.from_params(p, steps=args.steps, t_max=p.init_t_max, texture_size=size,
+                                        render_level=level)
     texture = PyramidTexture(size, p.texture_levels, init=start_texture.image, render_level=level)
     # Warm-up outside the timing: the first Adam imports torch._dynamo (seconds, once per process).
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])

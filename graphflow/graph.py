@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from . import yamlio
 from .errors import GraphInvalid, Problem, UserError
-from .node import SINGLE_OUTPUT, CachePolicy, Node
+from .node import SEED_PARAM, SINGLE_OUTPUT, CachePolicy, Node, params_seed
 from .ports import compatible, type_name
 from .registry import Registry, registry as default_registry
 from .spec import INPUT_PREFIX, GraphInput, GraphSpec, InputRef, Link, NodeSpec, Source, parse_source
@@ -184,13 +184,15 @@ class Graph:
                 continue
             cls = classes[nid]
             try:
-                cls.Params.model_validate(spec.params)
+                params_seed(cls.Params.model_validate(spec.params))  # the reserved `seed`: an int >= 0
             except ValidationError as exc:
                 for err in exc.errors():
                     key = ".".join(str(p) for p in err["loc"])
                     got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
                     line = spec.param_lines.get(str(err["loc"][0]) if err["loc"] else "", spec.line)
                     problems.append(Problem(f"param '{key}': {err['msg']}{got}", nid, line))
+            except ValueError as exc:
+                problems.append(Problem(f"param '{SEED_PARAM}': {exc}", nid, spec.param_lines.get(SEED_PARAM, spec.line)))
         for nid, spec in self.nodes.items():
             cls = classes.get(nid)
             if cls is None:

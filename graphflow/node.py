@@ -19,6 +19,16 @@ A node type is a subclass of `Node` with
   model weights) or `never`;
 - `resources`: hints for executors (GPU, CPUs, memory).
 
+Seeds: `seed` is a reserved Params field. A node whose output depends on
+random draws declares `seed: int = Field(0, ge=0, ...)`; the engine checks
+at load that it is an int >= 0 (`params_seed`, for every node that has it)
+and gives each run `ctx.seed = derive_seed(params.seed, item)` (a 63-bit
+hash of the seed and the item name, graphflow.tasks) and `ctx.generator`
+seeded with it. A node draws from `ctx.seed` / `ctx.generator` only, never
+from `params.seed` itself: mixing the param in again would only repeat what
+the engine did. A node without a `seed` field still gets a seed, the one of
+seed 0: `derive_seed(0, item)`.
+
 Example::
 
     @register
@@ -47,6 +57,20 @@ from .progress import ProgressReporter
 
 CachePolicy = Literal["default", "memory_only", "never"]
 SINGLE_OUTPUT = "out"
+
+
+SEED_PARAM = "seed"
+
+
+def params_seed(params: BaseModel) -> int:
+    """The `seed` param of a node's validated params (0 when it has none), from which the engine derives
+    `ctx.seed`. Raises ValueError when the field is there but not an int >= 0."""
+    if SEED_PARAM not in type(params).model_fields:
+        return 0
+    seed = getattr(params, SEED_PARAM)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"must be an int >= 0, got {seed!r}")
+    return seed
 
 
 class NoParams(BaseModel):
@@ -191,4 +215,5 @@ class Node:
         return {SINGLE_OUTPUT: result}
 
 
-__all__ = ["CachePolicy", "Context", "InputPort", "NamedTuple", "NoParams", "Node", "Resources"]
+__all__ = ["SEED_PARAM", "CachePolicy", "Context", "InputPort", "NamedTuple", "NoParams", "Node", "Resources",
+           "params_seed"]

@@ -27,7 +27,7 @@ from .errors import ErrorInfo, RunFailed, UserError
 from .executors.base import Executor
 from .graph import Graph, InputRef, Link
 from .keys import KeyBuilder
-from .node import CachePolicy, Node
+from .node import CachePolicy, Node, params_seed
 from .progress import Event, EventBus, collect_warnings
 from .report import ReportEntry, RunReport, RunResult
 from .store import RunStore
@@ -185,7 +185,7 @@ class Scheduler:
 
     def _task(self, state: NodeState, item: str | None) -> Task:
         return Task(node_id=state.node_id, item=item, key=state.keys[item], node_cls=state.cls, params=state.params,
-                    seed=derive_seed(int(getattr(state.params, "seed", 0) or 0), item), device=self.device,
+                    seed=derive_seed(params_seed(state.params), item), device=self.device,
                     threads=state.cls.resources.num_cpus, show_progress=self.show_progress)
 
     def _submit(self, state: NodeState, item: str | None) -> None:

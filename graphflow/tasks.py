@@ -75,8 +75,9 @@ def task_error(task: Task, text: str, *, message: str | None = None, kind: str =
 
 
 def derive_seed(base: int, item: str | None) -> int:
-    """A 63-bit seed from the node's `seed` param and the item name (not the node id:
-    a renamed node must reproduce its cached outputs)."""
+    """`ctx.seed`: a 63-bit seed from the node's `seed` param (`params_seed`, 0 for a node without one)
+    and the item name (not the node id: a renamed node must reproduce its cached outputs). The one
+    place a run's seed is made (graphflow.node's docstring: nodes use it, never `params.seed`)."""
     return int(digest_bytes(b"seed", f"{base}/{item}".encode())[:15], 16)
 
 

@@ -42,7 +42,7 @@ class Decompose(Node):
         ao_rays: int = Field(64, ge=0, le=4096, description="ambient occlusion rays per texel (0: no occlusion)")
         normal_strength: float = Field(1.0, ge=0, le=20.0,
                                        description="scale of the luminance height-field normals (0: flat)")
-        seed: int = Field(0, description="seed of AO rays and light samples")
+        seed: int = Field(0, ge=0, description="seed of AO rays and light samples (the run's: ctx.generator)")
         light_samples: int = Field(4, ge=0, le=256, description="sky directions per texel and step, "
                                    "importance-sampled toward the specular lobe")
         baked_shading: bool = Field(True, description="true: the texture holds the scene's light (a bake, a "

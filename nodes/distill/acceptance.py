@@ -24,16 +24,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from nodes.types import Instance, Reference, Scene, Views
 
 from .metrics import (isolated_outliers, mean_colour_delta_e76, seam_ratio, structure_distance,
                       texture_statistics_distance)
+from .stretch import tiled_baseline
 from .texture_param import InstanceViews, select_instance_views
+from .world_scale import closeup_views
 
-CLOSEUPS = 6
-CLOSEUP_RESOLUTION = 128
 OTHER_PHASE = (0.37, 0.61)  # fractions of the swatch: the ideal shifted by this much
 BASELINES = ("ideal_phase", "flat", "stretched", "twice")
 
@@ -56,30 +55,6 @@ def render_filtered(image: torch.Tensor, views: InstanceViews) -> torch.Tensor:
         out = sample_texture_map(image.float(), views.uv, boundary_mode="clamp", filter_mode="linear-mipmap-linear",
                                  uv_da=uv_derivatives(views.uv, mask))
     return out.permute(0, 3, 1, 2) * views.mask
-
-
-def tiled_baseline(reference: torch.Tensor, atlas_mask: torch.Tensor) -> torch.Tensor:
-    """The reference stretched once over the bbox of the instance's UV island(s), its mean colour elsewhere."""
-    size = atlas_mask.shape
-    out = reference.mean((1, 2))[:, None, None].expand(3, *size).clone()
-    rows = torch.nonzero(atlas_mask.any(1)).flatten()
-    cols = torch.nonzero(atlas_mask.any(0)).flatten()
-    if rows.numel() == 0:
-        return out
-    y0, y1, x0, x1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-    out[:, y0:y1, x0:x1] = F.interpolate(reference[None].float(), size=(y1 - y0, x1 - x0), mode="area"
-                                         if reference.shape[-1] >= x1 - x0 else "bilinear")[0]
-    return out
-
-
-def closeup_views(scene: Scene, instances: Mapping[str, Instance], name: str, texels_per_metre: float,
-                  seed: int = 0) -> InstanceViews:
-    """`CLOSEUPS` close-up views of one instance at one pixel per texel."""
-    from nodes.render.views import closeup_cameras, render_cameras
-
-    cameras = closeup_cameras(scene, instances[name], CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed)
-    views = render_cameras(scene, instances, cameras, (name,) * len(cameras), CLOSEUP_RESOLUTION)
-    return select_instance_views(views, name, min_pixels=64, multiple=1)
 
 
 def ideal_atlases(scene: Scene, instance: Instance, reference: Reference, side: int, texels_per_metre: float

@@ -18,24 +18,20 @@ from graphflow import UserError
 from nodes.components.priors import PriorBatch, ScorePrior
 
 from .methods import MethodName, distill_gradient, mask_like, surrogate_loss
-from .schedule import ScheduleName, timestep
+from .schedule import StepSettings, timestep
 from .texture_param import InstanceViews, PyramidTexture, seen_texels
 
 
-@dataclass(frozen=True)
-class LoopSettings:
-    method: MethodName = "vsd"
-    steps: int = 150
-    lr: float = 0.03
-    guidance_scale: float = 1.0
-    t_min: float = 0.02
-    t_max: float = 0.98
-    schedule: ScheduleName = "decreasing"
-    texture_size: int = 128
-    texture_levels: int = 4
-    views_per_step: int = 4
-    final_lr_fraction: float = 0.1
-    ema_decay: float = 0.9
+@dataclass(frozen=True, kw_only=True)
+class LoopSettings(StepSettings):
+    """The distillation loop's settings: `LoopSettings.from_params(DistillParams, ...)` (defaults live there)."""
+
+    method: MethodName
+    guidance_scale: float
+    texture_size: int
+    texture_levels: int
+    views_per_step: int
+    final_lr_fraction: float = 0.1  # the cosine lr decay's end (AveragedAdam)
     render_level: int = 0  # mip level the views read (see PyramidTexture)
 
 

@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import kornia
@@ -562,6 +562,21 @@ def seam_probe(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, 
     touching[charts[seams.reshape(-1) // 3]] = True
     inside = _inside_uv_pairs(positions, faces, uvs, touching[charts], frames, samples, generator)
     return SeamProbe(seam, inside, floor)
+
+
+def seam_ratio_measure(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor
+                       ) -> Callable[[torch.Tensor], float]:
+    """`atlas -> seam_ratio(...).ratio` for one mesh, with one probe per atlas size (candidates of a stage
+    share their size: the seam geometry is built once, the numbers are `seam_ratio`'s)."""
+    probes: dict[tuple[int, int], SeamProbe] = {}
+
+    def ratio(atlas: torch.Tensor) -> float:
+        size = (int(atlas.shape[-2]), int(atlas.shape[-1]))
+        if size not in probes:
+            probes[size] = seam_probe(positions, faces, uvs, size)
+        return probes[size].measure(atlas.float()).ratio
+
+    return ratio
 
 
 def seam_ratio(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, atlas: torch.Tensor, *,

@@ -28,7 +28,8 @@ from nodes.priors import score_prior, superres_prior
 from nodes.types import DomainAdapter, Instance, Reference, Scene, TextureMap, Views
 
 from .loop import LoopSettings, distill_texture, with_one_restart
-from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio, structure_distance
+from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio_measure, structure_distance
+from .stretch import tiled_baseline
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
 from .world_scale import (WORLD_SCALE_KEYS, ideal_atlas, render_at_level, render_level, selection_closeups,
                           swatch_at_density, swatch_at_view_scale)
@@ -59,7 +60,7 @@ class DistillParams(BaseModel):
     schedule: Literal["decreasing", "anneal", "random"] = Field("decreasing", description="timestep schedule")
     texture_size: int = Field(128, ge=8, le=4096, description="atlas size in texels (square)")
     texture_levels: int = Field(4, ge=1, le=8, description="levels of the Laplacian-pyramid texture parameters")
-    seed: int = Field(0, description="seed of noise, view and bank sampling")
+    seed: int = Field(0, ge=0, description="seed of noise, view and bank sampling (the run's: ctx.seed)")
     patch_size: int = Field(5, ge=2, le=16, description="closed-form prior patch size (pixels)")
     pyramid_levels: int = Field(3, ge=1, le=6, description="closed-form prior Gaussian-pyramid levels")
     bank_size: int = Field(1024, ge=16, le=200_000, description="patches kept per bank level (random subset)")
@@ -96,11 +97,6 @@ def reference_images(reference: Reference, ctx: Context) -> list[torch.Tensor]:
             raise UserError(f"reference image {i} is unusable (shape {tuple(img.shape)}, needs finite [3, H>=8, W>=8])",
                             node=ctx.node_id, item=ctx.item, hint="replace the image file")
     return images
-
-
-def derived_seed(ctx: Context, seed: int) -> int:
-    """A per-run seed from the node's seed param and the engine's per-item seed."""
-    return (int(ctx.seed) * 1_000_003 + int(seed)) % (2**62)
 
 
 def with_weights(params: Any, weights: Path | None) -> Any:
@@ -182,8 +178,6 @@ def _candidates(params: DistillParams, init: TextureMap | None, images: list[tor
         if params.init == "best" and "texels_per_metre" not in init.info:
             candidates.append((f"input_p{params.patch_size + 2}", init.image.float(), t_start))
         return candidates
-    from .acceptance import tiled_baseline
-
     tiled_image = tiled_baseline(images[0], atlas_mask)
     tiled_t_max = max(params.t_min, min(params.t_max, params.tiled_t_max))
     tiled = ("tiled", tiled_image, tiled_t_max)
@@ -214,8 +208,7 @@ def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, in
         ideal_renders = [render_at_level(ideal, v, lv).clamp(0, 1) for v, lv in view_sets]
     faces = scene.faces[instance.face_mask]
 
-    def seams(image: torch.Tensor) -> float:
-        return seam_ratio(scene.positions, faces, scene.uvs, image.float()).ratio
+    seams = seam_ratio_measure(scene.positions, faces, scene.uvs)
 
     def distance(texture: PyramidTexture) -> float:
         with torch.no_grad():
@@ -225,6 +218,34 @@ def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, in
         return float(sum(values) / len(values))
 
     return settings, reference, Scoring(distance, seams, max(SEAM_RATIO_LIMIT, seams(init.image)))
+
+
+def _kept_input(params: DistillParams, settings: LoopSettings, init: TextureMap, atlas_mask: torch.Tensor,
+                seen: torch.Tensor | None, scoring: Scoring, info: dict[str, Any]) -> TextureMap:
+    """The unchanged input as a candidate: a refinement stage must not return something further from the
+    reference than what it was given, so the input competes with the refined candidates under the same score."""
+    kept = PyramidTexture(params.texture_size, params.texture_levels, init=init.image.float(),
+                          render_level=settings.render_level)
+    result = kept.to_texture_map(atlas_mask, seen, {"stage": info["stage"], "prior": params.prior,
+                                                    "instance": info["instance"], "init": "input_kept", "steps": 0})
+    result.info["sw_to_reference"] = scoring.distance(kept)
+    return result
+
+
+def _candidate_params(params: DistillParams, label: str) -> DistillParams:
+    """The params of one candidate: the `_p` candidates use patches 2 px larger (and a stride 1 px larger)."""
+    if label.startswith(("tiled_p", "input_p")):
+        return params.model_copy(update={"patch_size": params.patch_size + 2, "stride": params.stride + 1})
+    return params
+
+
+def _with_run_info(best: TextureMap, scores: dict[str, float], init: TextureMap | None) -> TextureMap:
+    """The chosen texture with every candidate's score and the start's world scale (texture.project's) in its info."""
+    if len(scores) > 1:
+        best.info["init_scores"] = scores
+    if init is not None:
+        best.info.update({k: init.info[k] for k in WORLD_SCALE_KEYS if k in init.info})
+    return best
 
 
 def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
@@ -248,11 +269,7 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
         atlas_mask = init.mask.bool()
     else:
         atlas_mask = uv_island_mask(scene.uvs, scene.faces[instance.face_mask], params.texture_size)
-    settings = LoopSettings(
-        method=params.method, steps=params.steps, lr=params.lr, guidance_scale=params.guidance_scale,
-        t_min=params.t_min, t_max=params.t_max, schedule=params.schedule, texture_size=params.texture_size,
-        texture_levels=params.texture_levels, views_per_step=params.views_per_step,
-    )
+    settings = LoopSettings.from_params(params)
     seen: torch.Tensor | None = seen_texels(instance_views.uv, instance_views.mask, params.texture_size)
     scoring = Scoring(lambda texture: _score(texture, instance_views, images))
     if init is not None and "texels_per_metre" in init.info:
@@ -263,25 +280,15 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
     best: TextureMap | None = None
     scores: dict[str, float] = {}
     if init is not None and params.init == "best":
-        # A refinement stage must not return something further from the reference than what it was
-        # given: the unchanged input competes with the refined candidates under the same score.
-        kept = PyramidTexture(params.texture_size, params.texture_levels, init=init.image.float(),
-                              render_level=settings.render_level)
-        best = kept.to_texture_map(atlas_mask, seen, {"stage": stage, "prior": params.prior, "instance": name,
-                                                      "init": "input_kept", "steps": 0})
-        best.info["sw_to_reference"] = scores["input_kept"] = scoring.distance(kept)
+        best = _kept_input(params, settings, init, atlas_mask, seen, scoring, {"stage": stage, "instance": name})
+        scores["input_kept"] = best.info["sw_to_reference"]
     fill = torch.stack([img.mean((1, 2)) for img in images]).mean(0)
-    seed = derived_seed(ctx, params.seed)
     with ctx.progress(total=params.steps * len(candidates), desc=stage) as bar:
         for label, start_image, t_max in candidates:
-            run_params = params
-            if label.startswith(("tiled_p", "input_p")):
-                run_params = params.model_copy(update={"patch_size": params.patch_size + 2,
-                                                       "stride": params.stride + 1})
-            prior = build_score_prior(run_params, ctx, reference, guidance_bank, seed,
+            prior = build_score_prior(_candidate_params(params, label), ctx, reference, guidance_bank, ctx.seed,
                                       finest_only=(stage == "pixel"), t_max=t_max, domain_adapter=domain_adapter)
             texture, info = distill_texture(
-                prior, instance_views, atlas_mask, dataclasses.replace(settings, t_max=t_max), seed, name,
+                prior, instance_views, atlas_mask, dataclasses.replace(settings, t_max=t_max), ctx.seed, name,
                 ctx.node_id, init=start_image, fill=fill, progress=bar,
                 info={"stage": stage, "prior": params.prior, "instance": name, "init": label, "t_max": t_max},
             )
@@ -290,28 +297,36 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
             if best is None or (scores[label] < best.info["sw_to_reference"] and scoring.accepts(result.image)):
                 best = result
     assert best is not None
-    if len(scores) > 1:
-        best.info["init_scores"] = scores
-    if init is not None:  # the world scale of the start (texture.project) travels with the texture
-        best.info.update({k: init.info[k] for k in WORLD_SCALE_KEYS if k in init.info})
-    return best
+    return _with_run_info(best, scores, init)
+
+
+class DistillStage(Node):
+    """What the distillation stages share: mapped per instance, two CPUs, `run_distillation` with the
+    `weights` port overriding `params.weights`, the stage named by the node ('distill.pixel': 'pixel').
+    Each stage declares its own ports in `run`."""
+
+    map_over = ("instances", "references", "init")
+    resources = Resources(num_cpus=2, memory_mb=1024)
+
+    def distill(self, ctx: Context, scene: Scene, instance: Instance, reference: Reference, views: Views,
+                init: TextureMap | None, guidance_bank: Keyed[Reference] | None, weights: Path | None,
+                domain_adapter: DomainAdapter | None = None) -> TextureMap:
+        return run_distillation(with_weights(self.params, weights), ctx, scene, instance, reference, views,
+                                guidance_bank, init, self.name.removeprefix("distill."), domain_adapter=domain_adapter)
 
 
 @register
-class DistillSemantic(Node):
+class DistillSemantic(DistillStage):
     """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
 
     name = "distill.semantic"
-    version = 2
+    version = 3
     Params = DistillParams
-    map_over = ("instances", "references", "init")
-    resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
             init: TextureMap | None = None, guidance_bank: Keyed[Reference] | None = None,
             weights: Path | None = None, domain_adapter: DomainAdapter | None = None) -> TextureMap:
-        return run_distillation(with_weights(self.params, weights), ctx, scene, instances, references, views,
-                                guidance_bank, init, "semantic", domain_adapter=domain_adapter)
+        return self.distill(ctx, scene, instances, references, views, init, guidance_bank, weights, domain_adapter)
 
 
 class PixelParams(DistillParams):
@@ -328,20 +343,17 @@ class PixelParams(DistillParams):
 
 
 @register
-class DistillPixel(Node):
+class DistillPixel(DistillStage):
     """Detail and sharpness at the finest scale from the semantic stage's texture (CustomTex's pixel stage)."""
 
     name = "distill.pixel"
-    version = 1
+    version = 2
     Params = PixelParams
-    map_over = ("instances", "references", "init")
-    resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
             init: TextureMap, guidance_bank: Keyed[Reference] | None = None,
             weights: Path | None = None) -> TextureMap:
-        return run_distillation(with_weights(self.params, weights), ctx, scene, instances, references, views,
-                                guidance_bank, init, "pixel")
+        return self.distill(ctx, scene, instances, references, views, init, guidance_bank, weights)
 
 
 class SuperResParams(BaseModel):
@@ -360,7 +372,7 @@ class SuperResParams(BaseModel):
     patch_size: int = Field(5, ge=2, le=16)
     bank_size: int = Field(2048, ge=16, le=200_000)
     stride: int = Field(2, ge=1, le=16)
-    seed: int = 0
+    seed: int = Field(0, ge=0, description="seed of crops, noise and bank sampling (the run's: ctx.seed)")
     weights: str | None = Field(None, description="stable_diffusion: x4 upscaler weights (local dir or hub id)")
 
     @model_validator(mode="after")
@@ -444,13 +456,10 @@ class SuperResAnchored(Node):
         if image.dim() != 3 or image.shape[0] != 3 or not bool(torch.isfinite(image).all()):
             raise UserError(f"input texture is not a finite [3, H, W] image (shape {tuple(image.shape)})",
                             node=ctx.node_id, item=ctx.item)
-        seed = derived_seed(ctx, p.seed)
         prior = superres_prior(p.prior, SuperResPriorConfig(
-            images=images, factor=p.factor, device=ctx.device, seed=seed, patch_size=p.patch_size,
+            images=images, factor=p.factor, device=ctx.device, seed=ctx.seed, patch_size=p.patch_size,
             bank_size=p.bank_size, stride=p.stride, weights=p.weights))
-        settings = SuperResSettings(factor=p.factor, steps=p.steps, lr=p.lr, t_min=p.t_min, t_max=p.t_max,
-                                    schedule=p.schedule, noise_level=p.noise_level, crop=p.crop,
-                                    crops_per_step=p.crops_per_step)
+        settings = SuperResSettings.from_params(p)
         info: dict[str, Any] = {"stage": "superres", "prior": p.prior, "factor": p.factor, "restarted": False}
         # With the scene, a world-scale texture starts from the swatch projected at the output's density
         # plus what the earlier stages changed (detail transfer): the swatch's own fine detail, anchored.
@@ -458,11 +467,11 @@ class SuperResAnchored(Node):
         if scene is not None and instances is not None and "texels_per_metre" in texture.info:
             start = detail_transfer(scene, instances, references, texture, p.factor)
             faces = scene.faces[instances.face_mask]
-            seams = lambda atlas: seam_ratio(scene.positions, faces, scene.uvs, atlas).ratio  # noqa: E731
+            seams = seam_ratio_measure(scene.positions, faces, scene.uvs)
         coverage = output_coverage(texture.mask.bool(), p.factor, scene, instances)
         with ctx.progress(total=p.steps, desc="superres") as bar:
             def attempt(lr: float, index: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-                return anchored_superres(prior, image, texture.mask, settings, torch.Generator().manual_seed(seed),
+                return anchored_superres(prior, image, texture.mask, settings, torch.Generator().manual_seed(ctx.seed),
                                          on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr,
                                          start=start, out_mask=coverage)
 

@@ -13,11 +13,35 @@ the progress of the run.
 """
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Self
 
 import torch
 
 ScheduleName = Literal["decreasing", "anneal", "random"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepSettings:
+    """What every distillation-like loop reads. The knobs a user sets have no defaults here: they
+    live in the node's pydantic Params (what docs and graph YAML show) and reach a run through
+    `from_params`, so there is one value for each. Only loop internals that no Params has
+    (`ema_decay`, ...) carry defaults."""
+
+    steps: int
+    lr: float
+    t_min: float
+    t_max: float
+    schedule: ScheduleName
+    ema_decay: float = 0.9  # Polyak average of the iterates (AveragedAdam)
+
+    @classmethod
+    def from_params(cls, params: Any, **overrides: Any) -> Self:
+        """The settings a node's Params give: each field from the Params field of that name, unless
+        `overrides` sets it (what a run decides itself: an atlas size, a noise ceiling, a mip level)."""
+        taken = {f.name: getattr(params, f.name) for f in fields(cls)
+                 if f.init and f.name not in overrides and hasattr(params, f.name)}
+        return cls(**taken, **overrides)
 
 
 def timestep(

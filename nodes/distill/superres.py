@@ -38,7 +38,7 @@ from .closed_form import (
     with_flips,
 )
 from .methods import sds_weight
-from .schedule import ScheduleName, timestep
+from .schedule import StepSettings, timestep
 from .texture_param import PyramidTexture
 
 
@@ -96,19 +96,15 @@ class ClosedFormSuperResPrior(PixelSpaceCosine, SuperResPrior):
         return out
 
 
-@dataclass(frozen=True)
-class SuperResSettings:
-    factor: int = 2
-    steps: int = 60
-    lr: float = 0.01
-    t_min: float = 0.05
-    t_max: float = 0.5
-    schedule: ScheduleName = "decreasing"
-    noise_level: float = 0.1
-    crop: int = 64
-    crops_per_step: int = 4
-    texture_levels: int = 3
-    ema_decay: float = 0.9
+@dataclass(frozen=True, kw_only=True)
+class SuperResSettings(StepSettings):
+    """The super-resolution loop's settings: `SuperResSettings.from_params(SuperResParams)` (defaults live there)."""
+
+    factor: int
+    noise_level: float
+    crop: int
+    crops_per_step: int
+    texture_levels: int = 3  # levels of the high-resolution atlas's pyramid (no Params knob)
 
 
 def _random_crops(mask: torch.Tensor, crop: int, count: int, generator: torch.Generator) -> list[tuple[int, int]]:

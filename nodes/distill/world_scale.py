@@ -12,6 +12,7 @@ swatch at its size, not like the swatch image at its own pixel scale.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +21,11 @@ from nodes.render.ops import uv_derivatives
 from nodes.texture.project import ProjectionSettings, project_instance
 from nodes.types import Instance, Reference, Scene, TextureMap
 
-from .texture_param import InstanceViews
+from .texture_param import InstanceViews, select_instance_views
 
 IDEAL_PHASE = (0.37, 0.61)  # metres: any phase that is not the start's
+CLOSEUPS = 6  # close-up views per instance (candidate selection and the acceptance measure)
+CLOSEUP_RESOLUTION = 128
 WORLD_SCALE_KEYS = ("texels_per_metre", "swatch_size_m", "mode", "projection")  # texture.project's info that later stages read
 
 
@@ -89,17 +92,20 @@ def render_at_level(image: torch.Tensor, views: InstanceViews, level: int) -> to
     return sample_taps(image, taps)
 
 
+def closeup_views(scene: Scene, instances: Mapping[str, Instance], name: str, texels_per_metre: float,
+                  seed: int = 0) -> InstanceViews:
+    """`CLOSEUPS` close-up views of one instance at one pixel per texel (rendered with `instances` only)."""
+    from nodes.render.views import closeup_cameras, render_cameras
+
+    cameras = closeup_cameras(scene, instances[name], CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed)
+    views = render_cameras(scene, instances, cameras, (name,) * len(cameras), CLOSEUP_RESOLUTION)
+    return select_instance_views(views, name, min_pixels=64, multiple=1)
+
+
 def selection_closeups(scene: Scene, instance: Instance, texels_per_metre: float) -> InstanceViews | None:
     """Close-up views of the instance (one pixel per texel) for choosing between candidates: a seed apart
     from the acceptance measure's own close-ups, so what is measured there was not chosen on."""
-    from .acceptance import CLOSEUP_RESOLUTION, CLOSEUPS
-    from nodes.render.views import closeup_cameras, render_cameras
-    from .texture_param import select_instance_views
-
-    cameras = closeup_cameras(scene, instance, CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed=1)
-    views = render_cameras(scene, {instance.name: instance}, cameras, (instance.name,) * len(cameras),
-                           CLOSEUP_RESOLUTION)
     try:
-        return select_instance_views(views, instance.name, min_pixels=64, multiple=1)
+        return closeup_views(scene, {instance.name: instance}, instance.name, texels_per_metre, seed=1)
     except ValueError:
         return None

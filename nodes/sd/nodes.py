@@ -32,14 +32,10 @@ class _TrainingParams(BaseModel):
     batch_size: int = Field(4, ge=2, le=1024)
     resolution: int = Field(512, ge=8, le=4096, description="training image size in pixels (square)")
     crops_per_image: int = Field(8, ge=1, le=1024, description="random crops taken from each real image")
-    seed: int | None = Field(None, description="training seed; default: the graph's seed")
+    seed: int = Field(0, ge=0, description="training seed (the run's: ctx.seed)")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _generator(ctx: Context, seed: int | None) -> torch.Generator:
-    return torch.Generator().manual_seed(seed) if seed is not None else ctx.generator
 
 
 def load_sd_components(weights: str, device: torch.device) -> dict[str, Any]:
@@ -154,7 +150,7 @@ class TrainDomainShifter(_TrainingNode):
     """Realiz3D stage 1: domain shifters on a frozen SD UNet, from real and synthetic images (control null)."""
 
     name = "train.domain_shifter"
-    version = 1
+    version = 2  # 2: an explicit `seed` goes through ctx.seed like every node's (was used as is)
 
     class Params(_TrainingParams):
         embed_dim: int = Field(64, ge=1, le=4096, description="size of the two domain embeddings")
@@ -170,7 +166,7 @@ class TrainDomainShifter(_TrainingNode):
         from .training import default_schedule, prepare_images, train_domain_shifter
 
         p = self.params
-        gen = _generator(ctx, p.seed)
+        gen = ctx.generator
         real = real_images(references, p.real_dir)
         if not real:
             raise UserError("no real images to train on", param="real_dir",
@@ -220,7 +216,7 @@ class TrainControl(_TrainingNode):
     """Realiz3D stage 2: depth/normal control pathway (geometry encoder + LoRA) with the domain shifters frozen."""
 
     name = "train.control"
-    version = 1
+    version = 2  # 2: an explicit `seed` goes through ctx.seed like every node's (was used as is)
 
     class Params(_TrainingParams):
         reassign_prob: float = Field(0.5, ge=0.0, le=1.0, description="probability that the blocks before the "
@@ -233,7 +229,7 @@ class TrainControl(_TrainingNode):
         from .training import prepare_images, train_control
 
         p = self.params
-        gen = _generator(ctx, p.seed)
+        gen = ctx.generator
         sd = load_sd_components(p.weights, ctx.device)
         shifter = DomainShifter.from_adapter(adapter)
         param = next(sd["unet"].parameters())

@@ -7,13 +7,14 @@ import pytest
 import torch
 
 from graphflow import Keyed, UserError
+from graphflow.tasks import derive_seed
 from graphflow.testing import make_context
 from nodes.components.priors import PriorBatch
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.loop import LoopSettings, distill_texture, with_one_restart
 from nodes.distill.methods import distill_gradient, surrogate_loss
 from nodes.distill.metrics import binding_accuracy, patch_sliced_wasserstein
-from nodes.distill.nodes import DistillPixel, DistillSemantic, SuperResAnchored
+from nodes.distill.nodes import DistillParams, DistillPixel, DistillSemantic, SuperResAnchored, SuperResParams
 from nodes.distill.superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres
 from nodes.distill.synthetic import flat_quads, procedural_reference, procedural_references
 from nodes.distill.texture_param import PyramidTexture, select_instance_views
@@ -60,9 +61,10 @@ def test_semantic_node_is_deterministic_for_a_seed(quads) -> None:
     scene, instances, refs, views = quads
     params = {**FAST, "method": "tbsd", "guidance_scale": 2.0, "init": "mean", "steps": 4}
 
-    def run(seed: int) -> torch.Tensor:
-        return DistillSemantic({**params, "seed": seed}).run(make_context("s", item="b"), scene, instances["b"],
-                                                             refs["b"], views, guidance_bank=refs).image
+    def run(seed: int) -> torch.Tensor:  # the `seed` param reaches the node as ctx.seed (graphflow/node.py)
+        ctx = make_context("s", item="b", seed=derive_seed(seed, "b"))
+        return DistillSemantic({**params, "seed": seed}).run(ctx, scene, instances["b"], refs["b"], views,
+                                                             guidance_bank=refs).image
 
     first = run(0)
     assert torch.equal(first, run(0))
@@ -87,7 +89,8 @@ def test_nan_restarts_once_with_lower_lr_then_fails_naming_node_item_and_step(qu
     scene, instances, refs, views = quads
     iv = select_instance_views(views, "a")
     prior = ClosedFormPrior(list(refs["a"].images), bank_size=128)
-    settings = LoopSettings(steps=5, lr=0.04, texture_size=32, texture_levels=3, views_per_step=2)
+    settings = LoopSettings.from_params(DistillParams(), steps=5, lr=0.04, texture_size=32, texture_levels=3,
+                                        views_per_step=2)
     mask = torch.ones(32, 32, dtype=torch.bool)
     _, info = distill_texture(prior, iv, mask, settings, 0, "a", "semantic", poison_steps=(2, None))
     assert info["restarted"] is True and info["restart_step"] == 2 and info["lr"] == pytest.approx(0.01)
@@ -102,7 +105,7 @@ def test_superres_nan_restarts_once_then_fails_naming_node_and_step() -> None:
     image = procedural_reference("stripes", 32, seed=0)
     mask = torch.ones(32, 32, dtype=torch.bool)
     prior = ClosedFormSuperResPrior([procedural_reference("stripes", 64, seed=1)], 2, bank_size=128)
-    settings = SuperResSettings(steps=4, crop=16, crops_per_step=2)
+    settings = SuperResSettings.from_params(SuperResParams(), steps=4, crop=16, crops_per_step=2)
     poison = iter([1, None])
 
     def attempt(lr: float, index: int):
