@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--set", "views.params.count=2", "--set", "views.params.resolution=48", "--set", "semantic.params.steps=4",
+SMALL = ["--set", "views.params.count=2", "--set", "views.params.resolution=48", "--set", "views.params.texels_per_metre=0", "--set", "semantic.params.steps=4",
          "--set", "project.params.texels_per_metre=8", "--set", "project.params.min_size=16",
          "--set", "project.params.max_size=32", "--set", "pixel.params.steps=2",
          "--set", "superres.params.steps=2", "--set", "brdf.params.steps=2"]

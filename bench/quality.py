@@ -21,7 +21,7 @@ from graphflow.testing import make_context
 from nodes.distill.acceptance import CHAIN_DEFAULTS, evaluate_instance, format_table, texture_chain
 from nodes.scene.nodes import SegmentParts
 
-FEWER_STEPS = {"views": {"count": 6}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
+FEWER_STEPS = {"views": {"max_count": 8}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
                "brdf": {"ao_rays": 8}}
 
 

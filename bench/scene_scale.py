@@ -42,7 +42,7 @@ SINGLE_THREAD_BELOW = 1.3  # threads on average; on 2 cores a stage below this r
 
 def knobs(steps: int, density: float) -> list[str]:
     """Reduced density and steps: the same graph and code paths, small enough for a 2-core CPU."""
-    sets = {"views.params.count": 4, "views.params.resolution": 64, "project.params.texels_per_metre": density,
+    sets = {"views.params.texels_per_metre": density, "views.params.resolution": 64, "project.params.texels_per_metre": density,
             "project.params.min_size": 16, "project.params.max_size": 128, "semantic.params.steps": steps,
             "semantic.params.init": "tiled", "pixel.params.steps": max(1, steps // 2), "pixel.params.init": "tiled",
             "superres.params.steps": max(1, steps // 2), "brdf.params.steps": max(1, steps // 2),

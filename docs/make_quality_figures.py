@@ -24,7 +24,7 @@ from nodes.scene.nodes import SegmentParts
 DOCS = Path(__file__).resolve().parent
 ASSETS = DOCS.parents[1] / "shared" / "assets"
 CELL = 160
-FEWER_STEPS = {"views": {"count": 6}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
+FEWER_STEPS = {"views": {"max_count": 8}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
                "brdf": {"ao_rays": 8}}
 
 

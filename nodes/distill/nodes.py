@@ -31,8 +31,15 @@ from .loop import LoopSettings, distill_texture, with_one_restart
 from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio_measure, structure_distance
 from .stretch import tiled_baseline
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
-from .world_scale import (WORLD_SCALE_KEYS, ideal_atlas, render_at_level, render_level, selection_closeups,
-                          swatch_at_density, swatch_at_view_scale)
+from .world_scale import (
+    WORLD_SCALE_KEYS,
+    ideal_atlas,
+    render_at_level,
+    render_level,
+    selection_closeups,
+    swatch_at_density,
+    swatch_at_view_scale,
+)
 
 PriorName = Literal["closed_form", "stable_diffusion"]
 SEAM_RATIO_LIMIT = 1.2  # issue 13: seams no more visible than 1.2x the texture's own neighbour differences

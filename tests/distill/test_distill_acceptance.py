@@ -27,7 +27,7 @@ from nodes.types import Reference
 
 ASSETS = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
 # The shipped graphs' params, fewer steps to fit CI.
-FEWER_STEPS = {"views": {"count": 6}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
+FEWER_STEPS = {"views": {"max_count": 8}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
                "brdf": {"ao_rays": 8}}
 
 pytestmark = pytest.mark.slow

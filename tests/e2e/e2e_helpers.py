@@ -12,7 +12,7 @@ GRAPHS = ROOT / "graphs"
 
 # Small settings so an end-to-end run of the whole pipeline takes seconds, not minutes.
 SMALL = [
-    "--set", "views.params.count=2", "--set", "views.params.resolution=48",
+    "--set", "views.params.count=2", "--set", "views.params.resolution=48", "--set", "views.params.texels_per_metre=0",
     "--set", "semantic.params.steps=3", "--set", "project.params.texels_per_metre=8",
     "--set", "project.params.min_size=16", "--set", "project.params.max_size=32",
     "--set", "pixel.params.steps=2", "--set", "superres.params.steps=2",

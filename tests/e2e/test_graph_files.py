@@ -13,7 +13,7 @@ NODE_IDS = {"scene", "segment", "bind", "views", "project", "semantic", "pixel",
             "export_usd", "export_mtlx", "preview"}
 OUTPUTS = {"asset", "usdz", "mtlx", "preview"}
 KNOBS = ["semantic.params.steps=7", "pixel.params.steps=7", "superres.params.steps=7", "brdf.params.steps=7",
-         "project.params.texels_per_metre=64", "views.params.count=3", "views.params.resolution=64", "*.params.seed=5"]
+         "project.params.texels_per_metre=64", "views.params.count=3", "views.params.resolution=64", "views.params.texels_per_metre=0", "*.params.seed=5"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in GRAPHS.glob("*.yaml")))

@@ -28,7 +28,7 @@ GRAPH = ROOT / "graphs" / "texture_scene.yaml"
 BROKEN = "crate"
 PROJECTED = "not visible in any view: projected only"
 SMALL = [
-    "--set", "views.params.count=2", "--set", "views.params.resolution=48",
+    "--set", "views.params.texels_per_metre=8", "--set", "views.params.resolution=48",
     "--set", "project.params.texels_per_metre=8", "--set", "project.params.min_size=16",
     "--set", "project.params.max_size=32",
     "--set", "semantic.params.steps=3", "--set", "semantic.params.init=tiled",

@@ -11,7 +11,7 @@ from e2e_helpers import GRAPHS, graphflow_cli, ran
 BOX = Path(__file__).resolve().parents[2].parent / "shared" / "assets" / "Box" / "Box.glb"
 
 TINY = [
-    "--set", "views.params.count=2", "--set", "views.params.resolution=32",
+    "--set", "views.params.count=2", "--set", "views.params.resolution=32", "--set", "views.params.texels_per_metre=0",
     "--set", "semantic.params.steps=2", "--set", "semantic.params.texture_size=32",
     "--set", "project.params.texels_per_metre=8", "--set", "project.params.min_size=16",
     "--set", "project.params.max_size=32",

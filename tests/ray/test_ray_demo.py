@@ -14,7 +14,7 @@ PLUGINS = "helpers.toy_plugin,nodes.batch.nodes"  # nodes.batch until nodes/cata
 
 SMALL_DEMO = [  # small enough for a few minutes on 2 loaded cores (resolution 32 trips distill on thin walls)
     "semantic.params.steps=2", "pixel.params.steps=2", "superres.params.steps=2", "brdf.params.steps=2",
-    "brdf.params.ao_rays=4", "views.params.count=2", "views.params.resolution=64",
+    "brdf.params.ao_rays=4", "views.params.count=2", "views.params.resolution=64", "views.params.texels_per_metre=0",
     "semantic.params.texture_size=64", "pixel.params.texture_size=64", "semantic.params.bank_size=256",
     "project.params.texels_per_metre=16", "project.params.min_size=32", "project.params.max_size=64",
     "pixel.params.bank_size=256", "superres.params.bank_size=256", "preview.params.resolution=32",

@@ -24,7 +24,7 @@ from test_reliability_crash import assert_cache_consistent
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "graphs" / "demo_room.yaml"
 TINY = {
-    "views.params.count": 2, "views.params.resolution": 64,
+    "views.params.count": 2, "views.params.resolution": 64, "views.params.texels_per_metre": 0,
     "project.params.texels_per_metre": 8, "project.params.min_size": 16, "project.params.max_size": 32,
     "semantic.params.steps": 2, "semantic.params.texture_size": 32, "semantic.params.bank_size": 64,
     "semantic.params.pyramid_levels": 1, "semantic.params.views_per_step": 1,
