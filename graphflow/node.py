@@ -132,6 +132,10 @@ class Node:
     map_over: ClassVar[str | tuple[str, ...] | None] = None
     cache: ClassVar[CachePolicy] = "default"
     resources: ClassVar[Resources] = Resources()
+    # Inputs this node never modifies, handed to `run` as they are instead of a private copy. For large
+    # values every mapped item shares (the scene, all views), whose copy per item made the per-item cost
+    # grow with the scene (issue 14). GRAPHFLOW_CHECK_READ_ONLY=1 (set by the tests) verifies the promise.
+    reads_only: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         if isinstance(params, self.Params):

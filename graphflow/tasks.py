@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import os
 import resource
 import tempfile
 import time
@@ -105,6 +106,26 @@ def private_copy(value: Any) -> Any:
     return copy.copy(value)
 
 
+def task_inputs(task: Task, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The node's inputs: private copies, but the ports it `reads_only` as they are."""
+    shared = task.node_cls.reads_only
+    return {k: v if k in shared else private_copy(v) for k, v in inputs.items()}
+
+
+def check_reads_only(task: Task, inputs: dict[str, Any], before: dict[str, str]) -> None:
+    """With GRAPHFLOW_CHECK_READ_ONLY=1: a node that modified an input it promised to only read is a bug."""
+    for port, digest in before.items():
+        if fingerprint(inputs[port]) != digest:
+            raise RuntimeError(f"node type '{task.node_cls.name}' modified its input '{port}' in place, but "
+                               f"declares it in `reads_only`: copy it before changing it")
+
+
+def read_only_digests(task: Task, inputs: dict[str, Any]) -> dict[str, str]:
+    if os.environ.get("GRAPHFLOW_CHECK_READ_ONLY") != "1":
+        return {}
+    return {port: fingerprint(inputs[port]) for port in task.node_cls.reads_only if port in inputs}
+
+
 def digest_outputs(outputs: dict[str, Any], key: str) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     digests: dict[str, str] = {}
     items: dict[str, dict[str, str]] = {}
@@ -138,9 +159,11 @@ def execute_task(task: Task, inputs: dict[str, Any], bus: EventBus | None = None
     start, cpu_start, thread_start = time.perf_counter(), time.process_time(), time.thread_time()
     result = TaskResult()
     try:
+        before = read_only_digests(task, inputs)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(task.seed)  # for ops that use the global generator
-            raw = node.run(ctx, **{k: private_copy(v) for k, v in inputs.items()})
+            raw = node.run(ctx, **task_inputs(task, inputs))
+        check_reads_only(task, inputs, before)
         result.outputs = task.node_cls.split_outputs(raw)
         result.digests, result.item_digests = digest_outputs(result.outputs, task.key)
         result.nbytes = value_nbytes(result.outputs)

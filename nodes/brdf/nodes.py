@@ -34,6 +34,7 @@ class Decompose(Node):
     name = "brdf.decompose"
     version = 3
     map_over = ("texture", "references", "instances")
+    reads_only = ("scene",)  # shared by every item: not copied per item
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -313,6 +313,7 @@ class DistillStage(Node):
     Each stage declares its own ports in `run`."""
 
     map_over = ("instances", "references", "init")
+    reads_only = ("scene", "views")  # shared by every item (all views: large): not copied per item
     resources = Resources(num_cpus=2, memory_mb=1024)
 
     def distill(self, ctx: Context, scene: Scene, instance: Instance, reference: Reference, views: Views,
@@ -445,6 +446,7 @@ class SuperResAnchored(Node):
     version = 3
     Params = SuperResParams
     map_over = ("texture", "references", "instances")
+    reads_only = ("scene",)  # shared by every item: not copied per item
     resources = Resources(num_cpus=2, memory_mb=1024)
 
     def run(self, ctx: Context, texture: TextureMap, references: Reference,

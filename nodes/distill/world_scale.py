@@ -93,12 +93,12 @@ def render_at_level(image: torch.Tensor, views: InstanceViews, level: int) -> to
 
 
 def closeup_views(scene: Scene, instances: Mapping[str, Instance], name: str, texels_per_metre: float,
-                  seed: int = 0) -> InstanceViews:
-    """`CLOSEUPS` close-up views of one instance at one pixel per texel (rendered with `instances` only)."""
+                  seed: int = 0, isolate: bool = False) -> InstanceViews:
+    """`CLOSEUPS` close-up views of one instance at one pixel per texel (`isolate`: only `instances` drawn)."""
     from nodes.render.views import closeup_cameras, render_cameras
 
     cameras = closeup_cameras(scene, instances[name], CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed)
-    views = render_cameras(scene, instances, cameras, (name,) * len(cameras), CLOSEUP_RESOLUTION)
+    views = render_cameras(scene, instances, cameras, (name,) * len(cameras), CLOSEUP_RESOLUTION, isolate=isolate)
     return select_instance_views(views, name, min_pixels=64, multiple=1)
 
 
@@ -106,6 +106,8 @@ def selection_closeups(scene: Scene, instance: Instance, texels_per_metre: float
     """Close-up views of the instance (one pixel per texel) for choosing between candidates: a seed apart
     from the acceptance measure's own close-ups, so what is measured there was not chosen on."""
     try:
-        return closeup_views(scene, {instance.name: instance}, instance.name, texels_per_metre, seed=1)
+        # Only the instance is drawn: what stands in front of it is not what is being chosen, and the
+        # cost of a close-up then follows the instance, not the scene (issue 14: cost grows with texels).
+        return closeup_views(scene, {instance.name: instance}, instance.name, texels_per_metre, seed=1, isolate=True)
     except ValueError:
         return None

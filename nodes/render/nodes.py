@@ -16,7 +16,7 @@ class SampleViews(Node):
     cameras standing inside the room; the whole scene rasterized from each, in nvdiffrast's layout."""
 
     name = "views.sample"
-    version = 1  # the new params default to the old behaviour, bit for bit: same outputs, same digests
+    version = 2  # 2: cameras drawn from ctx.seed (the engine's seed of the run), like every seeded node
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -26,7 +26,7 @@ class SampleViews(Node):
         fov: tuple[float, float] = Field((35.0, 50.0), description="vertical field of view range, degrees")
         room_cameras: int = Field(0, ge=0, le=256, description="cameras inside the scene's bounding box")
         backend: BackendName = "auto"
-        seed: int = 0
+        seed: int = Field(0, ge=0, description="seed of the camera draws (the run's: ctx.seed)")
         margin: float = Field(1.1, gt=0.1, le=10.0, description="framing: 1 = bounding sphere fills the view")
         isolate: bool = Field(False, description="rasterize each instance's own cameras with only its faces, so "
                               "that hidden parts (a bulb inside a shade) get pixels; room cameras see the whole scene")
@@ -57,6 +57,6 @@ class SampleViews(Node):
                      f"{p.min_count}-{p.max_count}" if density else p.count, len(instances), p.room_cameras,
                      p.resolution, p.resolution, ", each instance alone" if p.isolate else "")
         return sample_views(scene, instances, count=p.count, resolution=p.resolution, elevation=p.elevation,
-                            fov=p.fov, room_camera_count=p.room_cameras, backend=p.backend, seed=p.seed,
+                            fov=p.fov, room_camera_count=p.room_cameras, backend=p.backend, seed=ctx.seed,
                             margin=p.margin, device=ctx.device, isolate=p.isolate, pixels_per_metre=density,
                             min_count=p.min_count, max_count=p.max_count)

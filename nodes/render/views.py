@@ -364,20 +364,18 @@ def closeup_cameras(scene: Scene, instance: Instance, count: int, resolution: in
 
 
 def render_cameras(scene: Scene, instances: Mapping[str, Instance], cameras: list[Camera], targets: tuple[str, ...],
-                   resolution: int, backend: BackendName = "auto") -> Views:
-    """The scene's fragments seen by given cameras (the last step of `sample_views`)."""
+                   resolution: int, backend: BackendName = "auto", isolate: bool = False) -> Views:
+    """The scene's fragments seen by given cameras (the last step of `sample_views`); with `isolate`, only the
+    faces of `instances` are drawn (nothing else occludes them, and the cost follows them, not the scene)."""
     rasterizer = get_rasterizer(backend, None)
     positions = scene.positions.float().cpu()
     faces = scene.faces.cpu()
     owner = face_instance_map(faces.shape[0], instances)
     mvp, world_to_cam, k = _view_matrices(cameras, resolution)
     attributes = torch.cat([scene.uvs.float(), scene.normals.float(), scene.positions.float()], dim=1).cpu()
-    fused = getattr(rasterizer, "rasterize_world_interpolate", None)
-    if fused is not None:
-        rast, interpolated = fused(positions, faces.to(torch.int32), mvp, (resolution, resolution), attributes)
-    else:
-        rast = rasterizer.rasterize_world(positions, faces.to(torch.int32), mvp, (resolution, resolution)).cpu().float()
-        interpolated = interpolate(attributes, rast, faces)
+    face_ids = torch.nonzero(owner >= 0).flatten() if isolate else None
+    rast, interpolated = rasterize_faces(rasterizer, positions, faces, mvp, resolution, face_ids, attributes)
+    assert interpolated is not None
     return fragments_to_views(rast.cpu().float(), interpolated.cpu().float(), owner, mvp, world_to_cam, k,
                               tuple(instances.keys()), targets)
 

@@ -114,8 +114,13 @@ def _seam_edges(positions: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> Se
     """Half-edges whose two faces share the edge's positions but not its vertex indices (a UV seam)."""
     span = float(np.ptp(positions, axis=0).max()) if len(positions) else 1.0
     quantum = max(span, 1e-6) * 1e-6
-    _, welded = np.unique(np.round(positions / quantum).astype(np.int64), axis=0, return_inverse=True)
-    welded = welded.reshape(-1)
+    # Weld only the vertices these faces use (not the whole scene's: the cost of an instance must follow
+    # its own size, issue 14). Ids are ranks among the used positions, so every comparison and sort
+    # below sees the same order as a weld of the whole scene would give.
+    used = np.unique(faces)
+    welded = np.full(len(positions), -1, dtype=np.int64)
+    _, local = np.unique(np.round(positions[used] / quantum).astype(np.int64), axis=0, return_inverse=True)
+    welded[used] = local.reshape(-1)
     corners = [(0, 1), (1, 2), (2, 0)]
     a = np.concatenate([faces[:, i] for i, _ in corners])
     b = np.concatenate([faces[:, j] for _, j in corners])

@@ -44,6 +44,7 @@ class TextureProject(Node):
     version = 1
     Params = ProjectParams
     map_over = ("instances", "references")
+    reads_only = ("scene",)  # shared by every item: not copied per item
     resources = Resources(num_cpus=1, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference) -> TextureMap:
