@@ -63,7 +63,9 @@ def test_swap_in_yaml_and_in_python(demo_small: dict[str, Path], tmp_path: Path)
     res = graphflow_cli("run", str(swapped), "--out", str(tmp_path / "o1"), "--cache", str(demo_small["cache"]),
                         "-q", *SMALL, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    assert {r.split("[")[0] for r in ran(tmp_path / "o1")} >= {"semantic", "pixel", "export"}
+    # The swapped stage runs again, and the one fed by it; whatever follows re-runs only if their outputs
+    # changed (from the projected start the kept input often wins under either method: early cutoff).
+    assert {r.split("[")[0] for r in ran(tmp_path / "o1")} >= {"semantic", "pixel"}
     # Python: replace, run, write YAML; the YAML runs to the same bytes from the cache
     graph = gf.Graph.from_yaml(GRAPHS / "demo_room.yaml")
     for item in SMALL[1::2]:
