@@ -129,6 +129,10 @@ class TextureMap(TensorData):
     # texels outside it are gutter fill. Consumers (brdf.decompose -> PBRMaps.mask -> exports) keep this mask.
     mask: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)  # e.g. steps, losses, sources
+    # [C, H, W] or None: the swatch repeated at its real size on this atlas, unblended and at another phase
+    # than `image` (texture.project's `IDEAL_PHASE`): what refinement stages score candidates against. The
+    # distillation stages pass it on; None where the texture is not world-scale (or after superres).
+    ideal: torch.Tensor | None = None
 
 
 @value_type

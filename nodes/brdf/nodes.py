@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphflow import Context, Keyed, Node, UserError, register
+from graphflow import Context, Keyed, Node, Resources, UserError, register
 
 from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
 from .decompose import decompose_texture, unlit_maps
@@ -32,9 +32,10 @@ class Decompose(Node):
     """
 
     name = "brdf.decompose"
-    version = 3
+    version = 4  # 4: two threads (AO rays cast in chunks; thread count can change float sums)
     map_over = ("texture", "references", "instances")
     reads_only = ("scene",)  # shared by every item: not copied per item
+    resources = Resources(num_cpus=2, memory_mb=1024)  # the AO rays are cast on both threads
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

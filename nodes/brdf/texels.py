@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nodes.render.embree import RayCaster
+from nodes.render.embree import SCENE_CASTERS, RayCaster
 from nodes.render.uv_raster import texel_fragments
 from nodes.types import Scene
 
@@ -70,8 +70,8 @@ def texel_geometry(scene: Scene, face_mask: torch.Tensor, size: tuple[int, int],
 
 
 def scene_ray_caster(scene: Scene) -> RayCaster:
-    """A ray caster over every face of `scene` (occluders for AO)."""
-    return RayCaster(scene.positions, scene.faces)
+    """A ray caster over every face of `scene` (occluders for AO), shared by the items of a stage."""
+    return SCENE_CASTERS.get(scene.positions, scene.faces)
 
 
 def ambient_occlusion(

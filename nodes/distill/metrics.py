@@ -27,8 +27,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import kornia
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from nodes.parallel import chunk_bounds, map_chunks
 
 Side = list[tuple[torch.Tensor, torch.Tensor | None]]  # groups of images `[B, C, H, W]` and masks `[B, 1, H, W]`
 
@@ -57,37 +60,83 @@ def _side_corners(side: Side, patch_size: int) -> list[tuple[torch.Tensor, torch
     return [(img, _inside_positions(img, m, patch_size)) for img, m in side if min(img.shape[-2:]) >= patch_size]
 
 
-def _draw_patches(groups: list[tuple[torch.Tensor, torch.Tensor]], patch_size: int, max_patches: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """At most `max_patches` of the windows of `groups`, in a seeded random order, gathered as patches.
+@dataclass(frozen=True)
+class _Drawn:
+    """Which windows of a side one term uses: `pick` (flat window numbers, in draw order), the group of
+    each and the group boundaries in the flat numbering."""
 
-    Only the drawn windows are gathered: an 8-view 128² render set has ~10⁵ windows of 147 values.
-    The draw order is that of `randperm` over all windows, group after group, as `F.unfold` lists them.
-    """
+    pick: torch.Tensor
+    group_of: torch.Tensor
+    ends: torch.Tensor
+    counts: torch.Tensor
+
+
+def _draw_windows(groups: list[tuple[torch.Tensor, torch.Tensor]], max_patches: int,
+                  generator: torch.Generator) -> _Drawn:
+    """At most `max_patches` of the windows of `groups`, in a seeded random order: that of `randperm` over
+    all windows, group after group, as `F.unfold` lists them."""
     counts = torch.tensor([c.shape[0] for _, c in groups], dtype=torch.long)
     ends = torch.cumsum(counts, 0)
     pick = torch.randperm(int(ends[-1]), generator=generator)[:max_patches]
-    group_of = torch.searchsorted(ends, pick, right=True)
-    channels = groups[0][0].shape[1]
-    out = torch.empty(pick.numel(), channels * patch_size**2)
-    for g, (img, corners) in enumerate(groups):
-        sel = group_of == g
+    return _Drawn(pick, torch.searchsorted(ends, pick, right=True), ends, counts)
+
+
+def _gather_drawn(images: list[torch.Tensor], corners: list[torch.Tensor], drawn: _Drawn, patch_size: int
+                  ) -> torch.Tensor:
+    """The drawn windows' patches `[N, C*p*p]`, gathered from `images` (one per group) at their `corners`.
+
+    Only the drawn windows are gathered: an 8-view 128² render set has ~10⁵ windows of 147 values."""
+    out = torch.empty(drawn.pick.numel(), images[0].shape[1] * patch_size**2)
+    for g, (img, group_corners) in enumerate(zip(images, corners, strict=True)):
+        sel = drawn.group_of == g
         if bool(sel.any()):
-            out[sel] = _gather_patches(img.float(), corners[pick[sel] - (ends[g] - counts[g])], patch_size)
+            start = drawn.ends[g] - drawn.counts[g]
+            out[sel] = _gather_patches(img.float(), group_corners[drawn.pick[sel] - start], patch_size)
     return out
 
 
-def _sw1(a: torch.Tensor, b: torch.Tensor, directions: torch.Tensor, quantiles: int = 256) -> float:
-    """Sliced W1 between point sets `[Na, D]`, `[Nb, D]` along unit `directions` `[D, K]`."""
-    pa = (a @ directions).T.contiguous().sort(1).values  # sorting rows is ~10x faster than columns
-    pb = (b @ directions).T.contiguous().sort(1).values
-    q = torch.linspace(0, 1, quantiles)
-    ia = (q * (pa.shape[1] - 1)).round().long()
-    ib = (q * (pb.shape[1] - 1)).round().long()
-    return float((pa[:, ia] - pb[:, ib]).abs().T.contiguous().mean())  # same summation order as before
+def _sorted_projections(points: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """`[K, N]`: the points `[N, D]` projected on the unit `directions` `[D, K]`, each row sorted.
 
+    numpy's sort (SIMD quicksort) gives the same values as torch's several times faster on CPU, and rows are
+    sorted on the task's threads at once (`nodes.parallel`): this sort was most of candidate scoring."""
+    rows = (points @ directions).T.contiguous().numpy()
+    out = np.empty_like(rows)
+
+    def sort(lo: int, hi: int) -> None:
+        out[lo:hi] = np.sort(rows[lo:hi], axis=1)
+
+    map_chunks(sort, chunk_bounds(rows.shape[0], max(1, SORT_CHUNK_VALUES // max(rows.shape[1], 1))))
+    return torch.from_numpy(out)
+
+
+def _quantile_index(count: int, quantiles: int = 256) -> torch.Tensor:
+    return (torch.linspace(0, 1, quantiles) * (count - 1)).round().long()
+
+
+# Sorting fewer values than this per thread costs more in handing over than it saves.
+SORT_CHUNK_VALUES = 65536
 
 _BINOMIAL = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16
+
+
+def _pool_images(images: torch.Tensor, pyramid: str) -> torch.Tensor:
+    """One pyramid step of images: 2×2 average (`box`) or the 5-tap binomial low-pass, every other pixel."""
+    if pyramid == "box":
+        return F.avg_pool2d(images, 2)
+    c = images.shape[1]
+    kernel = (_BINOMIAL[:, None] * _BINOMIAL[None, :]).expand(c, 1, 5, 5)
+    return F.conv2d(F.pad(images, (2, 2, 2, 2), mode="replicate"), kernel, groups=c, stride=2)  # every other pixel
+
+
+def _pool_masks(masks: torch.Tensor | None, pyramid: str) -> torch.Tensor | None:
+    """One pyramid step of masks: a coarse pixel is inside only when its whole footprint was (outside the
+    image counts as outside the mask)."""
+    if masks is None:
+        return None
+    if pyramid == "box":
+        return (F.avg_pool2d(masks, 2) > 0.999).float()
+    return (-F.max_pool2d(-F.pad(masks, (2, 2, 2, 2)), 5, stride=2) > 0.999).float()  # every other pixel
 
 
 def _pool_side(side: Side, pyramid: str = "box") -> Side:
@@ -97,50 +146,88 @@ def _pool_side(side: Side, pyramid: str = "box") -> Side:
     phase). `binomial`: the 5-tap binomial (Burt-Adelson) low-pass, then every other pixel, so a pattern
     finer than the level's Nyquist limit fades to its mean instead of aliasing into phase-dependent bands.
     """
-    if pyramid == "box":
-        return [(F.avg_pool2d(img, 2), (F.avg_pool2d(m, 2) > 0.999).float() if m is not None else None)
-                for img, m in side]
-    out: Side = []
-    for img, m in side:
-        c = img.shape[1]
-        kernel = (_BINOMIAL[:, None] * _BINOMIAL[None, :]).expand(c, 1, 5, 5)
-        blurred = F.conv2d(F.pad(img, (2, 2, 2, 2), mode="replicate"), kernel, groups=c)[..., ::2, ::2]
-        if m is not None:  # outside the image counts as outside the mask
-            m = (-F.max_pool2d(-F.pad(m, (2, 2, 2, 2)), 5, stride=1)[..., ::2, ::2] > 0.999).float()
-        out.append((blurred, m))
-    return out
+    return [(_pool_images(img, pyramid), _pool_masks(m, pyramid)) for img, m in side]
 
 
-def _pyramid_sliced_wasserstein(side_a: Side, side_b: Side, *, patch_size: int, levels: int, projections: int,
-                                max_patches: int, seed: int, pyramid: str = "box") -> float:
-    """The one core of both patch distances: mean over pyramid levels (and a colour term) of sliced W1.
+@dataclass(frozen=True)
+class _Term:
+    """One sliced-W1 term: the windows drawn from side a, the directions, and side b's sorted projections
+    at the quantiles (everything that does not depend on side a's pixels)."""
+
+    level: int
+    size: int
+    groups: list[int]  # side a's groups large enough for the patch size
+    corners: list[torch.Tensor]
+    drawn: _Drawn
+    directions: torch.Tensor
+    target: torch.Tensor  # [K, Q]
+
+
+class SlicedTarget:
+    """The multi-scale patch sliced-W1 distance from a fixed side b to any images on side a's masks.
+
+    Both patch distances (`patch_sliced_wasserstein`, `structure_distance`) are this one core. Everything
+    that does not depend on side a's pixels (windows inside the masks, the seeded draws, directions, side b's
+    pyramid and sorted projections) is computed once here, so a stage that scores several candidates on the
+    same views against the same ideal pays for side b once; `__call__` gives the same number as the
+    one-shot function. Mean over pyramid levels (and a colour term at level 0) of sliced W1.
 
     A level is skipped when either side has fewer than 8 patches there (a small instance in a batch run);
     pooling stops when an image of either side is too small to pool.
     """
-    if pyramid not in ("box", "binomial"):
-        raise ValueError(f"pyramid must be 'box' or 'binomial', not {pyramid!r}")
-    generator = torch.Generator().manual_seed(seed)
-    side_a = [(img.float(), m.float() if m is not None else None) for img, m in side_a]
-    side_b = [(img.float(), m.float() if m is not None else None) for img, m in side_b]
-    terms: list[float] = []
-    for level in range(levels):
-        if level:
-            if any(min(img.shape[-2:]) < 2 for img, _ in side_a + side_b):
-                break  # nothing left to pool: coarser levels would be empty
-            side_a, side_b = _pool_side(side_a, pyramid), _pool_side(side_b, pyramid)
-        for size in ((1, patch_size) if level == 0 else (patch_size,)):
-            groups_a, groups_b = _side_corners(side_a, size), _side_corners(side_b, size)
-            if sum(c.shape[0] for _, c in groups_a) < 8 or sum(c.shape[0] for _, c in groups_b) < 8:
-                continue
-            a = _draw_patches(groups_a, size, max_patches, generator)
-            b = _draw_patches(groups_b, size, max_patches, generator)
-            directions = torch.randn(a.shape[1], projections, generator=generator)
-            directions = directions / directions.norm(dim=0, keepdim=True)
-            terms.append(_sw1(a, b, directions))
-    if not terms:
-        return math.nan
-    return float(sum(terms) / len(terms))
+
+    def __init__(self, side_a_masks: Side, side_b: Side, *, patch_size: int, levels: int, projections: int,
+                 max_patches: int, seed: int, pyramid: str = "box") -> None:
+        if pyramid not in ("box", "binomial"):
+            raise ValueError(f"pyramid must be 'box' or 'binomial', not {pyramid!r}")
+        self.pyramid = pyramid
+        generator = torch.Generator().manual_seed(seed)
+        # Side a's images only give shapes here: one zero channel stands in for the pixels.
+        side_a = [(torch.zeros(img.shape[0], 1, *img.shape[-2:]), m.float() if m is not None else None)
+                  for img, m in side_a_masks]
+        side_b = [(img.float(), m.float() if m is not None else None) for img, m in side_b]
+        self.terms: list[_Term] = []
+        for level in range(levels):
+            if level:
+                if any(min(img.shape[-2:]) < 2 for img, _ in side_a + side_b):
+                    break  # nothing left to pool: coarser levels would be empty
+                side_a, side_b = _pool_side(side_a, pyramid), _pool_side(side_b, pyramid)
+            for size in ((1, patch_size) if level == 0 else (patch_size,)):
+                groups_a, groups_b = _side_corners(side_a, size), _side_corners(side_b, size)
+                if sum(c.shape[0] for _, c in groups_a) < 8 or sum(c.shape[0] for _, c in groups_b) < 8:
+                    continue
+                drawn_a = _draw_windows(groups_a, max_patches, generator)
+                drawn_b = _draw_windows(groups_b, max_patches, generator)
+                b = _gather_drawn([img for img, _ in groups_b], [c for _, c in groups_b], drawn_b, size)
+                directions = torch.randn(b.shape[1], projections, generator=generator)
+                directions = directions / directions.norm(dim=0, keepdim=True)
+                target = _sorted_projections(b, directions)[:, _quantile_index(b.shape[0])]
+                kept = [i for i, (img, _) in enumerate(side_a) if min(img.shape[-2:]) >= size]  # as _side_corners
+                self.terms.append(_Term(level, size, kept, [c for _, c in groups_a], drawn_a, directions, target))
+        self._groups = len(side_a_masks)
+
+    def __call__(self, images: list[torch.Tensor]) -> float:
+        """The distance of side a's `images` (one per group of the masks given at construction)."""
+        if not self.terms:
+            return math.nan
+        if len(images) != self._groups:
+            raise ValueError(f"expected {self._groups} image group(s), got {len(images)}")
+        pooled, level, values = [img.float() for img in images], 0, []
+        for term in self.terms:
+            while level < term.level:
+                pooled, level = [_pool_images(img, self.pyramid) for img in pooled], level + 1
+            a = _gather_drawn([pooled[i] for i in term.groups], term.corners, term.drawn, term.size)
+            pa = _sorted_projections(a, term.directions)[:, _quantile_index(a.shape[0])]
+            values.append(float((pa - term.target).abs().T.contiguous().mean()))  # same order as before
+        return float(sum(values) / len(values))
+
+
+def _pyramid_sliced_wasserstein(side_a: Side, side_b: Side, *, patch_size: int, levels: int, projections: int,
+                                max_patches: int, seed: int, pyramid: str = "box") -> float:
+    """The one-shot distance: a `SlicedTarget` from side b, applied to side a's images."""
+    target = SlicedTarget(side_a, side_b, patch_size=patch_size, levels=levels, projections=projections,
+                          max_patches=max_patches, seed=seed, pyramid=pyramid)
+    return target([img for img, _ in side_a])
 
 
 def patch_sliced_wasserstein(
@@ -194,9 +281,18 @@ def structure_distance(
     means the scale, the views' foreshortening and the shading are the same on both sides, so
     only the texture differs. Seeded, so the same inputs give the same number.
     """
-    return _pyramid_sliced_wasserstein([(renders, masks)], [(ideal_renders, ideal_masks)], patch_size=patch_size,
-                                       levels=levels, projections=projections, max_patches=max_patches, seed=seed,
-                                       pyramid=pyramid)
+    return structure_target(masks, ideal_renders, ideal_masks, levels=levels, patch_size=patch_size,
+                            projections=projections, max_patches=max_patches, seed=seed, pyramid=pyramid)(renders)
+
+
+def structure_target(masks: torch.Tensor, ideal_renders: torch.Tensor, ideal_masks: torch.Tensor, *,
+                     levels: int = 4, patch_size: int = 7, projections: int = 64, max_patches: int = 8192,
+                     seed: int = 0, pyramid: str = "binomial") -> Callable[[torch.Tensor], float]:
+    """`renders -> structure_distance(renders, masks, ideal_renders, ideal_masks, ...)` for many render sets
+    on the same `masks` (candidates of one stage on the same views): the ideal's side is built once."""
+    target = SlicedTarget([(masks, masks)], [(ideal_renders, ideal_masks)], patch_size=patch_size, levels=levels,
+                          projections=projections, max_patches=max_patches, seed=seed, pyramid=pyramid)
+    return lambda renders: target([renders])
 
 
 def _crop_corners(mask: torch.Tensor, crop: int, per_view: int) -> list[tuple[int, int]]:
@@ -548,6 +644,10 @@ def seam_probe(positions: torch.Tensor, faces: torch.Tensor, uvs: torch.Tensor, 
     faces = faces.long()
     if faces.shape[0] == 0:
         return SeamProbe(None, None, floor)
+    # Only the vertices these faces use: welding by position sorts them, and the faces of one instance
+    # must not cost a sort of the whole scene's vertices.
+    used, local = torch.unique(faces, return_inverse=True)
+    positions, uvs, faces = positions[used], uvs[used], local.reshape(faces.shape)
     generator = torch.Generator().manual_seed(seed)
     frames = _triangle_frames(positions, faces, uvs, size)
     pairs, pid = _edge_pairs(positions, faces)

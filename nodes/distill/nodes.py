@@ -12,7 +12,6 @@ that editing one instance's reference does not invalidate every instance.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,13 @@ from nodes.priors import score_prior, superres_prior
 from nodes.types import DomainAdapter, Instance, Reference, Scene, TextureMap, Views
 
 from .loop import LoopSettings, distill_texture, with_one_restart
-from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio_measure, structure_distance
+from .metrics import isolated_outliers, patch_sliced_wasserstein, seam_ratio_measure, structure_target
 from .stretch import tiled_baseline
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
 from .world_scale import (
     WORLD_SCALE_KEYS,
+    LevelRenderer,
     ideal_atlas,
-    render_at_level,
     render_level,
     selection_closeups,
     swatch_at_density,
@@ -43,6 +42,11 @@ from .world_scale import (
 
 PriorName = Literal["closed_form", "stable_diffusion"]
 SEAM_RATIO_LIMIT = 1.2  # issue 13: seams no more visible than 1.2x the texture's own neighbour differences
+# Choosing between candidates uses the acceptance measure (`structure_distance`) on fewer patches and
+# directions: every candidate is measured on the same windows and directions, so the comparison is paired
+# and keeps its order where the absolute number would be noisier; a quarter of the cost (issue 14: scoring
+# was most of an item's fixed cost).
+SELECTION_MEASURE = {"max_patches": 4096, "projections": 32, "seed": 0}
 
 
 def check_noise_range_and_stride(params: Any) -> None:
@@ -148,14 +152,19 @@ def reference_for_ideal(reference: Reference, images: list[torch.Tensor]) -> Ref
 @dataclass
 class Scoring:
     """How a stage's candidates are compared: a distance (lower is closer to the swatch) and, for
-    world-scale textures, a seam check against the kept input (a refinement may not open seams)."""
+    world-scale textures, a seam check against the kept input (a refinement may not open seams wider than
+    `max(SEAM_RATIO_LIMIT, seams(start))`). The check runs only for a candidate that beats the kept input:
+    usually none does, and the seam geometry is then never built."""
 
     distance: Callable[[PyramidTexture], float]
     seams: Callable[[torch.Tensor], float] | None = None
-    seam_limit: float = math.inf
+    start: torch.Tensor | None = None  # the image whose seams set the limit
 
     def accepts(self, image: torch.Tensor) -> bool:
-        return self.seams is None or self.seams(image) <= self.seam_limit
+        if self.seams is None:
+            return True
+        limit = SEAM_RATIO_LIMIT if self.start is None else max(SEAM_RATIO_LIMIT, self.seams(self.start))
+        return self.seams(image) <= limit
 
 
 def _views_or_fallback(ctx: Context, views: Views, name: str, init: TextureMap | None
@@ -172,7 +181,8 @@ def _views_or_fallback(ctx: Context, views: Views, name: str, init: TextureMap |
         note = "not visible in any view: projected only"
         ctx.log.warning("%s: instance '%s' is %s (%s)", ctx.node_id, name, note, err)
         ctx.note(note)
-        return TextureMap(image=init.image.clone(), mask=init.mask.clone(), info={**dict(init.info), "note": note})
+        return TextureMap(image=init.image.clone(), mask=init.mask.clone(), info={**dict(init.info), "note": note},
+                          ideal=init.ideal)
 
 
 def _candidates(params: DistillParams, init: TextureMap | None, images: list[torch.Tensor],
@@ -211,8 +221,11 @@ def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, in
     closeups = selection_closeups(scene, instance, float(init.info["texels_per_metre"]))
     if closeups is not None:
         view_sets.append((closeups, 0))
-    with torch.no_grad():
-        ideal_renders = [render_at_level(ideal, v, lv).clamp(0, 1) for v, lv in view_sets]
+    size = tuple(init.image.shape[-2:])
+    renderers = [LevelRenderer(v, lv, *size) for v, lv in view_sets]
+    with torch.no_grad():  # candidates render on the same views: the ideal's side of the measure is built once
+        targets = [structure_target(v.mask, render(ideal).clamp(0, 1), v.mask, **SELECTION_MEASURE)
+                   for (v, _), render in zip(view_sets, renderers, strict=True)]
     faces = scene.faces[instance.face_mask]
 
     seams = seam_ratio_measure(scene.positions, faces, scene.uvs)
@@ -220,11 +233,10 @@ def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, in
     def distance(texture: PyramidTexture) -> float:
         with torch.no_grad():
             image = texture.image()
-            values = [structure_distance(render_at_level(image, v, lv).clamp(0, 1), v.mask, target, v.mask, seed=0)
-                      for (v, lv), target in zip(view_sets, ideal_renders, strict=True)]
+            values = [target(render(image).clamp(0, 1)) for render, target in zip(renderers, targets, strict=True)]
         return float(sum(values) / len(values))
 
-    return settings, reference, Scoring(distance, seams, max(SEAM_RATIO_LIMIT, seams(init.image)))
+    return settings, reference, Scoring(distance, seams, init.image)
 
 
 def _kept_input(params: DistillParams, settings: LoopSettings, init: TextureMap, atlas_mask: torch.Tensor,
@@ -252,6 +264,8 @@ def _with_run_info(best: TextureMap, scores: dict[str, float], init: TextureMap 
         best.info["init_scores"] = scores
     if init is not None:
         best.info.update({k: init.info[k] for k in WORLD_SCALE_KEYS if k in init.info})
+        if init.ideal is not None and tuple(init.ideal.shape) == tuple(best.image.shape):
+            best = dataclasses.replace(best, ideal=init.ideal)  # the next stage scores against it too
     return best
 
 
@@ -328,7 +342,7 @@ class DistillSemantic(DistillStage):
     """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
 
     name = "distill.semantic"
-    version = 3
+    version = 4  # 4: candidates chosen by SELECTION_MEASURE; the output carries the start's ideal
     Params = DistillParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
@@ -355,7 +369,7 @@ class DistillPixel(DistillStage):
     """Detail and sharpness at the finest scale from the semantic stage's texture (CustomTex's pixel stage)."""
 
     name = "distill.pixel"
-    version = 2
+    version = 3  # 3: candidates chosen by SELECTION_MEASURE; the output carries the start's ideal
     Params = PixelParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
@@ -425,9 +439,10 @@ def keep_best_upscale(out: torch.Tensor, out_mask: torch.Tensor, image: torch.Te
     plain = start if start is not None else F.interpolate(image[None], scale_factor=factor, mode="bicubic",
                                                           align_corners=False)[0].clamp(0, 1)
     mask, target = out_mask[None, None].float(), swatch[None]
+    to_swatch = structure_target(mask, target, torch.ones_like(target[:, :1]), **SELECTION_MEASURE)
 
     def distance(candidate: torch.Tensor) -> float:
-        return structure_distance(candidate[None], mask, target, torch.ones_like(target[:, :1]), seed=0)
+        return to_swatch(candidate[None])
 
     scores = {"refined": distance(out), plain_name: distance(plain)}
     clean = isolated_outliers(out, out_mask) <= isolated_outliers(plain, out_mask) + 1e-4
@@ -443,7 +458,7 @@ class SuperResAnchored(Node):
     """×2/×4 texture refinement by SDS with a super-resolution prior anchored on the input texture."""
 
     name = "superres.anchored"
-    version = 3
+    version = 4  # 4: keep-best chooses by SELECTION_MEASURE
     Params = SuperResParams
     map_over = ("texture", "references", "instances")
     reads_only = ("scene",)  # shared by every item: not copied per item

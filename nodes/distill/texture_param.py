@@ -135,15 +135,16 @@ def select_instance_views(views: Views, instance_name: str, min_pixels: int = 16
     if instance_name not in views.instance_names:
         raise ValueError(f"instance '{instance_name}' is not in the views (views know {list(views.instance_names)})")
     index = views.instance_names.index(instance_name)
-    masks = views.instance_id == index  # [B, H, W]
-    counts = masks.flatten(1).sum(1)
-    targeted = torch.tensor([name == instance_name for name in views.view_target], dtype=torch.bool)
-    chosen = torch.nonzero(targeted & (counts >= min_pixels)).flatten()
-    if chosen.numel() == 0:
-        chosen = torch.nonzero(counts >= min_pixels).flatten()
+    # Its own cameras' views first, and only they are scanned: a scene's other views cost nothing here
+    # (every item of a stage runs this; scanning all views made the stage grow with instances squared).
+    own = torch.tensor([k for k, name in enumerate(views.view_target) if name == instance_name], dtype=torch.long)
+    chosen = own[(views.instance_id[own] == index).flatten(1).sum(1) >= min_pixels]
+    if chosen.numel() == 0:  # no own view shows it: any view of the scene that does
+        chosen = torch.nonzero((views.instance_id == index).flatten(1).sum(1) >= min_pixels).flatten()
     if chosen.numel() == 0:
         raise ValueError(f"instance '{instance_name}' covers fewer than {min_pixels} pixels in every view")
-    union = masks[chosen].any(0)
+    masks = views.instance_id[chosen] == index  # [B', H, W]
+    union = masks.any(0)
     rows = torch.nonzero(union.any(1)).flatten()
     cols = torch.nonzero(union.any(0)).flatten()
     h, w = union.shape
@@ -160,5 +161,5 @@ def select_instance_views(views: Views, instance_name: str, min_pixels: int = 16
     y0, y1 = grow(y0, y1, h)
     x0, x1 = grow(x0, x1, w)
     uv = views.uv[chosen, y0:y1, x0:x1].float()
-    mask = masks[chosen, y0:y1, x0:x1].float()[:, None]
+    mask = masks[:, y0:y1, x0:x1].float()[:, None]
     return InstanceViews(uv=uv.contiguous(), mask=mask.contiguous(), view_index=chosen, crop=(y0, y1, x0, x1))

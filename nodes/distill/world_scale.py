@@ -18,12 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from nodes.render.ops import uv_derivatives
-from nodes.texture.project import ProjectionSettings, project_instance
+from nodes.texture.project import IDEAL_PHASE, ProjectionSettings, project_instance
 from nodes.types import Instance, Reference, Scene, TextureMap
 
 from .texture_param import InstanceViews, select_instance_views
 
-IDEAL_PHASE = (0.37, 0.61)  # metres: any phase that is not the start's
 CLOSEUPS = 6  # close-up views per instance (candidate selection and the acceptance measure)
 CLOSEUP_RESOLUTION = 128
 WORLD_SCALE_KEYS = ("texels_per_metre", "swatch_size_m", "mode", "projection")  # texture.project's info that later stages read
@@ -62,7 +61,11 @@ def swatch_at_view_scale(reference: Reference, init: TextureMap, views: Instance
 
 def ideal_atlas(scene: Scene, instance: Instance, reference: Reference, init: TextureMap,
                 phase: tuple[float, float] = IDEAL_PHASE) -> torch.Tensor:
-    """The swatch repeated at its real size on the instance's atlas, unblended, at another phase."""
+    """The swatch repeated at its real size on the instance's atlas, unblended, at another phase: the start's
+    own (`TextureMap.ideal`, texture.project's) when it carries one, else projected again."""
+    ideal = init.ideal
+    if ideal is not None and phase == IDEAL_PHASE and tuple(ideal.shape) == tuple(init.image.shape):
+        return ideal
     settings = ProjectionSettings(texels_per_metre=float(init.info["texels_per_metre"]),
                                   min_size=int(init.image.shape[-1]), max_size=int(init.image.shape[-1]),
                                   blend_width=0.0, phase=phase)
@@ -84,12 +87,25 @@ def swatch_at_density(reference: Reference, info: dict, factor: int = 1, min_sid
 
 def render_at_level(image: torch.Tensor, views: InstanceViews, level: int) -> torch.Tensor:
     """Renders `[B, 3, H, W]` of an atlas `[3, S, S]` read at mip level `level` (box filter), zero off the instance."""
-    from nodes.render.ops import bilinear_taps, sample_taps
+    return LevelRenderer(views, level, image.shape[-2], image.shape[-1])(image)
 
-    if level:
-        image = F.avg_pool2d(image[None], 2**level)[0]
-    taps = bilinear_taps(views.uv, image.shape[-2], image.shape[-1], mask=views.mask[:, 0], boundary_mode="clamp")
-    return sample_taps(image, taps)
+
+class LevelRenderer:
+    """`render_at_level` for many atlases of one size on the same views: the texel lookups are built once."""
+
+    def __init__(self, views: InstanceViews, level: int, height: int, width: int) -> None:
+        from nodes.render.ops import bilinear_taps
+
+        self.level = level
+        self.taps = bilinear_taps(views.uv, height >> level, width >> level, mask=views.mask[:, 0],
+                                  boundary_mode="clamp")
+
+    def __call__(self, image: torch.Tensor) -> torch.Tensor:
+        from nodes.render.ops import sample_taps
+
+        if self.level:
+            image = F.avg_pool2d(image[None], 2**self.level)[0]
+        return sample_taps(image, self.taps)
 
 
 def closeup_views(scene: Scene, instances: Mapping[str, Instance], name: str, texels_per_metre: float,

@@ -15,8 +15,11 @@ import torch
 
 from graphflow import UserError
 from nodes.components.raster import RASTERIZERS, check_inputs
+from nodes.parallel import chunk_bounds, map_chunks
 
 MISS = -1
+# Below this many rays per thread, starting threads costs more than it saves.
+MIN_RAYS_PER_THREAD = 32768
 # A ray from an origin placed exactly on a surface must not hit it again.
 _RECAST_EPSILON = 1e-5
 
@@ -98,8 +101,51 @@ class RayCaster:
         origins_np, dirs_np, tmax_np = self._rays(origins, dirs, tmax)
         if origins_np.shape[0] == 0 or self.num_faces == 0:
             return torch.zeros(origins_np.shape[0], dtype=torch.bool)
-        hit_geometry = self._scene.run(origins_np, dirs_np, dists=tmax_np, query="OCCLUDED")
-        return torch.from_numpy(np.asarray(hit_geometry) >= 0)
+        hit_geometry = self._run_split(origins_np, dirs_np, tmax_np, query="OCCLUDED")
+        return torch.from_numpy(hit_geometry >= 0)
+
+    def _run_split(self, origins: np.ndarray, dirs: np.ndarray, tmax: np.ndarray | None, query: str) -> np.ndarray:
+        """`EmbreeScene.run` over the rays in chunks on the task's threads (`nodes.parallel`): Embree releases
+        the GIL while it casts, so a stage's millions of AO rays use the task's cores instead of one thread.
+        Each ray's answer does not depend on the chunking, so the result is the same bytes."""
+
+        def cast(lo: int, hi: int) -> np.ndarray:
+            part = None if tmax is None else np.ascontiguousarray(tmax[lo:hi])
+            return np.asarray(self._scene.run(np.ascontiguousarray(origins[lo:hi]), np.ascontiguousarray(dirs[lo:hi]),
+                                              dists=part, query=query))
+
+        return np.concatenate(map_chunks(cast, chunk_bounds(origins.shape[0], MIN_RAYS_PER_THREAD)))
+
+
+class CasterCache:
+    """The last `size` meshes' ray casters, keyed by the bytes of their positions and faces.
+
+    A BVH costs O(F log F) to build; callers that cast at one mesh many times across calls (every item
+    of a stage at the same scene) share one through a cache instead of rebuilding it per call."""
+
+    def __init__(self, size: int) -> None:
+        self._casters: OrderedDict[str, RayCaster] = OrderedDict()
+        self._size = size
+
+    def get(self, positions: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray) -> RayCaster:
+        positions_np = _as_numpy(positions, np.float32)
+        faces_np = _as_numpy(faces, np.int32)
+        hasher = blake3.blake3(positions_np.tobytes())
+        hasher.update(faces_np.tobytes())
+        key = hasher.hexdigest()
+        caster = self._casters.get(key)
+        if caster is None:
+            caster = RayCaster(positions_np, faces_np)
+            self._casters[key] = caster
+            while len(self._casters) > self._size:
+                self._casters.popitem(last=False)
+        else:
+            self._casters.move_to_end(key)
+        return caster
+
+
+# Whole-scene casters (AO occluders): one scene's BVH serves every item of a stage in this process.
+SCENE_CASTERS = CasterCache(2)
 
 
 def pixel_ndc(resolution: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -166,24 +212,10 @@ class EmbreeRasterizer:
     name = "embree"
 
     def __init__(self, max_cached_meshes: int = 4) -> None:
-        self._casters: OrderedDict[str, RayCaster] = OrderedDict()
-        self._max_cached = max_cached_meshes
+        self._casters = CasterCache(max_cached_meshes)
 
     def caster_for(self, positions: torch.Tensor | np.ndarray, faces: torch.Tensor | np.ndarray) -> RayCaster:
-        positions_np = _as_numpy(positions, np.float32)
-        faces_np = _as_numpy(faces, np.int32)
-        hasher = blake3.blake3(positions_np.tobytes())
-        hasher.update(faces_np.tobytes())
-        key = hasher.hexdigest()
-        caster = self._casters.get(key)
-        if caster is None:
-            caster = RayCaster(positions_np, faces_np)
-            self._casters[key] = caster
-            while len(self._casters) > self._max_cached:
-                self._casters.popitem(last=False)
-        else:
-            self._casters.move_to_end(key)
-        return caster
+        return self._casters.get(positions, faces)
 
     def rasterize_world(self, positions: torch.Tensor, tri: torch.Tensor, mvp: torch.Tensor,
                         resolution: tuple[int, int]) -> torch.Tensor:

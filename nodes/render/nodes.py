@@ -16,7 +16,7 @@ class SampleViews(Node):
     cameras standing inside the room; the whole scene rasterized from each, in nvdiffrast's layout."""
 
     name = "views.sample"
-    version = 2  # 2: cameras drawn from ctx.seed (the engine's seed of the run), like every seeded node
+    version = 3  # 2: cameras from ctx.seed; 3: an instance alone is rasterized with only its vertices (Embree ties)
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -84,8 +84,11 @@ def _texel_hits(uvs: torch.Tensor, faces: torch.Tensor, shape: tuple[int, int]) 
     """Cast one ray per texel centre at the (wrapped) UV triangles: (index into `faces` `[H*W]` or -1,
     barycentrics `[H*W, 3]` of the face's vertices 0, 1, 2)."""
     height, width = shape
-    uv_np = uvs.detach().cpu().numpy().astype(np.float32)
     faces_np = faces.detach().cpu().numpy().astype(np.int64).reshape(-1, 3)
+    # Only the UVs these faces use: the cost follows the atlas's faces, not the scene they sit in.
+    used, local = np.unique(faces_np, return_inverse=True)
+    uv_np = uvs.detach().cpu().numpy().astype(np.float32)[used]
+    faces_np = local.reshape(-1, 3)
     copies, copy_face = _wrapped_copies(uv_np, faces_np)
     flat_uv = np.concatenate([uv_np, copies.reshape(-1, 2)])
     vertices = np.concatenate([flat_uv, np.zeros((flat_uv.shape[0], 1), np.float32)], axis=1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -197,10 +197,22 @@ def _reframed(camera: Camera, instance: Instance, margin: float, resolution: int
 
 def rasterize_faces(rasterizer: Rasterizer, positions: torch.Tensor, faces: torch.Tensor, mvp: torch.Tensor,
                     resolution: int, face_ids: torch.Tensor | None = None,
-                    attributes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    attributes: torch.Tensor | Sequence[torch.Tensor] | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """`rast` (and the interpolated `attributes` when given) of `faces[face_ids]` only (all faces when None),
-    with triangle ids of the whole scene, so that the views' layout does not depend on what was drawn."""
+    with triangle ids of the whole scene, so that the views' layout does not depend on what was drawn.
+
+    With `face_ids`, only the vertices those faces use go to the rasterizer: its cost (vertex transform per
+    view, BVH input) then follows the drawn part, not the scene it sits in (issue 14: one instance's views
+    must not cost more in a room of 200). `attributes` may come in parts `[V, C_i]`, joined after that cut.
+    """
     shown = faces if face_ids is None else faces[face_ids]
+    parts = [] if attributes is None else [attributes] if isinstance(attributes, torch.Tensor) else list(attributes)
+    if face_ids is not None:
+        used, local = torch.unique(shown, return_inverse=True)
+        positions, shown = positions[used], local.reshape(shown.shape)
+        parts = [part[used] for part in parts]
+    attributes = torch.cat([part.float() for part in parts], dim=1).cpu() if parts else None
     size = (resolution, resolution)
     fused = getattr(rasterizer, "rasterize_world_interpolate", None) if attributes is not None else None
     if fused is not None:  # the embree backend interpolates in the same pass
@@ -372,9 +384,9 @@ def render_cameras(scene: Scene, instances: Mapping[str, Instance], cameras: lis
     faces = scene.faces.cpu()
     owner = face_instance_map(faces.shape[0], instances)
     mvp, world_to_cam, k = _view_matrices(cameras, resolution)
-    attributes = torch.cat([scene.uvs.float(), scene.normals.float(), scene.positions.float()], dim=1).cpu()
     face_ids = torch.nonzero(owner >= 0).flatten() if isolate else None
-    rast, interpolated = rasterize_faces(rasterizer, positions, faces, mvp, resolution, face_ids, attributes)
+    rast, interpolated = rasterize_faces(rasterizer, positions, faces, mvp, resolution, face_ids,
+                                         (scene.uvs, scene.normals, scene.positions))
     assert interpolated is not None
     return fragments_to_views(rast.cpu().float(), interpolated.cpu().float(), owner, mvp, world_to_cam, k,
                               tuple(instances.keys()), targets)

@@ -112,12 +112,12 @@ def _chart_labels(faces: np.ndarray, vertex_count: int) -> np.ndarray:
 
 def _seam_edges(positions: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> SeamEdges:
     """Half-edges whose two faces share the edge's positions but not its vertex indices (a UV seam)."""
-    span = float(np.ptp(positions, axis=0).max()) if len(positions) else 1.0
-    quantum = max(span, 1e-6) * 1e-6
     # Weld only the vertices these faces use (not the whole scene's: the cost of an instance must follow
-    # its own size, issue 14). Ids are ranks among the used positions, so every comparison and sort
-    # below sees the same order as a weld of the whole scene would give.
+    # its own size, issue 14), at 1e-6 of their own extent. Ids are ranks among the used positions, so
+    # every comparison and sort below sees the same order as a weld of the whole scene would give.
     used = np.unique(faces)
+    span = float(np.ptp(positions[used], axis=0).max()) if len(used) else 1.0
+    quantum = max(span, 1e-6) * 1e-6
     welded = np.full(len(positions), -1, dtype=np.int64)
     _, local = np.unique(np.round(positions[used] / quantum).astype(np.int64), axis=0, return_inverse=True)
     welded[used] = local.reshape(-1)
@@ -219,8 +219,13 @@ def _propagate_offsets(charts: np.ndarray, linear: np.ndarray, area: np.ndarray,
 
 
 def build_charts(positions: np.ndarray, normals: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> Charts:
-    """Charts of the faces `[F, 3]` (scene vertex indices) and their maps to surface metres."""
-    positions, uvs = positions.astype(np.float64), uvs.astype(np.float64)
+    """Charts of the faces `[F, 3]` (scene vertex indices) and their maps to surface metres.
+
+    The returned `Charts` holds only the vertices the faces use (`faces` renumbered into them): the cost of
+    one instance's charts follows its own size, not the scene's (issue 14)."""
+    used, local = np.unique(faces, return_inverse=True)
+    faces = local.reshape(-1, 3) if len(faces) else faces
+    positions, uvs, normals = positions[used].astype(np.float64), uvs[used].astype(np.float64), normals[used]
     jac, area, det, to_surface = _face_jacobians(positions, uvs, faces)
     face_normal = normals.astype(np.float64)[faces].mean(1)
     face_normal /= np.clip(np.linalg.norm(face_normal, axis=1, keepdims=True), 1e-12, None)

@@ -41,7 +41,7 @@ class TextureProject(Node):
     seams. A fast preview on its own, and the start of `distill.semantic`."""
 
     name = "texture.project"
-    version = 1
+    version = 2  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
     Params = ProjectParams
     map_over = ("instances", "references")
     reads_only = ("scene",)  # shared by every item: not copied per item
@@ -56,4 +56,4 @@ class TextureProject(Node):
                             hint="bind at least one image to this instance in the references file")
         if not bool(instances.face_mask.any()):
             raise UserError("the instance has no faces", node=ctx.node_id, item=ctx.item)
-        return project_instance(scene, instances.face_mask, references, self.params.settings())
+        return project_instance(scene, instances.face_mask, references, self.params.settings(), with_ideal=True)

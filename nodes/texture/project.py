@@ -21,6 +21,7 @@ area / UV area)`, rounded to a power of two in log scale and clamped.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,9 @@ from .swatch import Swatch, sample_fitted, sample_tiled, sample_triplanar
 
 GUTTER_TEXELS = 2
 FILL_RINGS = 8  # texels past the gutter filled from the island; beyond, its mean colour
+# The ideal (`project_instance(with_ideal=True)`) lies at this phase: any that is not the start's, so that a
+# refinement that merely keeps its start does not measure zero against it.
+IDEAL_PHASE = (0.37, 0.61)  # metres
 
 
 @dataclass(frozen=True)
@@ -232,23 +236,51 @@ def fit_extent(charts: Charts) -> tuple[float, float]:
 
 
 def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference,
-                     settings: ProjectionSettings) -> TextureMap:
-    """The reference laid on the instance at its real size (module docstring), on its own atlas."""
+                     settings: ProjectionSettings, with_ideal: bool = False) -> TextureMap:
+    """The reference laid on the instance at its real size (module docstring), on its own atlas.
+
+    `with_ideal`: the result also carries `ideal`, the same swatch at `IDEAL_PHASE` without seam blending on
+    the same atlas (the charts and texels are shared, so it costs one more colour lookup): what the
+    refinement stages score their candidates against, so that they need not project again."""
     faces = scene.faces[face_mask].numpy()
     charts = build_charts(scene.positions.numpy(), scene.normals.numpy(), scene.uvs.numpy(), faces)
     side = atlas_side(charts, settings)
     texels, mask = covered_texels(scene, face_mask, side, charts)
     chart = torch.from_numpy(charts.chart)[texels.face]
-    image = reference.images[0]
     density = settings.texels_per_metre
     small = charts.area * density**2 < settings.min_chart_texels
     triplanar = (charts.distortion > settings.max_distortion) | small
+    swatch = _swatch(reference, charts, density)
+    painted = _painted_atlas(charts, texels, chart, mask, swatch, triplanar, settings, reference.mode, side)
+    ideal = None
+    if with_ideal:
+        unblended = dataclasses.replace(settings, blend_width=0.0, phase=IDEAL_PHASE)
+        ideal = _painted_atlas(charts, texels, chart, mask, swatch, triplanar, unblended, reference.mode, side)
+    info: dict[str, Any] = {
+        "stage": "project", "mode": reference.mode, "swatch_size_m": [swatch.width_m, swatch.height_m],
+        "texels_per_metre": density, "atlas_size": side, "charts": charts.count,
+        "triplanar_charts": int(triplanar.sum()), "seam_edges": int(len(charts.seams.face) // 2),
+        "surface_area_m2": float(charts.area.sum()),
+        # What a later stage needs to project this swatch again at another density (superres.anchored).
+        "projection": {"blend_width": settings.blend_width, "max_distortion": settings.max_distortion,
+                       "min_chart_texels": settings.min_chart_texels},
+    }
+    return TextureMap(image=painted, mask=mask.clone(), info=info, ideal=ideal)
+
+
+def _swatch(reference: Reference, charts: Charts, density: float) -> Swatch:
     if reference.mode == "fit":
         width, height = fit_extent(charts)
-        swatch = Swatch.at_density(image, width, density, height_m=height)
+        return Swatch.at_density(reference.images[0], width, density, height_m=height)
+    return Swatch.at_density(reference.images[0], reference.size, density)
+
+
+def _painted_atlas(charts: Charts, texels: Texels, chart: torch.Tensor, mask: torch.Tensor, swatch: Swatch,
+                   triplanar: np.ndarray, settings: ProjectionSettings, mode: str, side: int) -> torch.Tensor:
+    """The atlas `[3, side, side]` of the swatch laid on the charts at `settings.phase`, gutter filled."""
+    if mode == "fit":
         colours = fitted_colours(charts, texels, chart, swatch, settings.fit_zoom)
     else:
-        swatch = Swatch.at_density(image, reference.size, density)
         chart_colours = ChartColours(charts, swatch, triplanar, settings.phase)
         colours = chart_colours(chart, texels.uv, texels.position, texels.normal)
         colours = blend_seams(colours, texels, charts, chart_colours, settings.blend_width)
@@ -264,13 +296,4 @@ def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference
         atlas = dilate_into_empty(atlas, filled, iterations=FILL_RINGS)
         far = ~(torch.from_numpy(distance_transform_cdt(~filled.numpy(), metric="chessboard") <= FILL_RINGS))
         atlas = torch.where(far[None], atlas[:, mask].mean(1)[:, None, None], atlas)
-    info: dict[str, Any] = {
-        "stage": "project", "mode": reference.mode, "swatch_size_m": [swatch.width_m, swatch.height_m],
-        "texels_per_metre": density, "atlas_size": side, "charts": charts.count,
-        "triplanar_charts": int(triplanar.sum()), "seam_edges": int(len(charts.seams.face) // 2),
-        "surface_area_m2": float(charts.area.sum()),
-        # What a later stage needs to project this swatch again at another density (superres.anchored).
-        "projection": {"blend_width": settings.blend_width, "max_distortion": settings.max_distortion,
-                       "min_chart_texels": settings.min_chart_texels},
-    }
-    return TextureMap(image=atlas.clamp(0, 1).contiguous(), mask=mask.clone(), info=info)
+    return atlas.clamp(0, 1).contiguous()

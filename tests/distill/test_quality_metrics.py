@@ -299,3 +299,39 @@ def test_seam_ratio_on_sheen_chair_is_fast_and_sees_its_seams() -> None:
     assert time.process_time() - start < 2.0
     assert report.seam_pairs == 4096 and report.inside_pairs > 1000
     assert 0.8 < report.ratio < 1.25  # white noise: neighbours differ as much as strangers
+
+
+def test_structure_target_is_structure_distance_for_every_candidate() -> None:
+    """One target (the ideal's side built once) scores many render sets on the same masks exactly as the
+    one-shot measure does, on any thread count (the sort is split over threads)."""
+    from nodes.distill.metrics import structure_target
+
+    g = torch.Generator().manual_seed(5)
+    masks = (torch.rand(3, 1, 80, 72, generator=g) > 0.15).float()
+    masks[:, :, 20:60, 20:50] = 1
+    ideal = torch.rand(3, 3, 80, 72, generator=g)
+    target = structure_target(masks, ideal, masks, seed=3)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            for _ in range(2):
+                renders = torch.rand(3, 3, 80, 72, generator=g)
+                assert target(renders) == structure_distance(renders, masks, ideal, masks, seed=3)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_sorted_projections_are_torch_s_sort_on_any_thread_count() -> None:
+    from nodes.distill.metrics import _sorted_projections
+
+    g = torch.Generator().manual_seed(1)
+    points, directions = torch.randn(5000, 75, generator=g), torch.randn(75, 33, generator=g)
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2, 4):
+            torch.set_num_threads(threads)  # (the product itself may round differently per thread count)
+            want = (points @ directions).T.contiguous().sort(1).values
+            assert torch.equal(_sorted_projections(points, directions), want)
+    finally:
+        torch.set_num_threads(before)
