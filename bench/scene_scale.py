@@ -6,10 +6,11 @@ face a subdivided quad with packed UVs) are written as OBJ with procedural swatc
 wall seconds (report.json, summed over items), peak RSS and texels per second (the final baseColor texels
 over the stage's seconds). Then the exponents of total time against instances (same triangles and texels
 per instance) and against triangles (same instances), by a least-squares fit in log-log, and the fixed cost
-per semantic item: the intercept of the median item's seconds against its steps (two runs, `steps` and
-`4 * steps`) over its seconds at `steps`, and the same at the shipped graph's settings (10 and 40 steps, as
-a share of a 30-step item). The median, because the first item of a process also pays one-time imports
-(~1.5 s, reported as `warm_up_s`), which is not a cost per instance; the mean-item intercept is printed too. Per stage, `cpu_threads` (report.json) tells whether it ran on one thread; the largest share
+per semantic item: the intercept of an item's seconds against its steps (two runs, `steps` and `4 * steps`;
+item by item, the median over items) over its seconds at `steps`, and the same at the shipped graph's
+settings (10 and 70 steps, as a share of a 30-step item). The first item is left out: it also pays the
+process's one-time imports (~1.5 s, `warm_up_s`), not a cost per instance; the mean-item intercept is
+printed too. Per stage, `cpu_threads` (report.json) tells whether it ran on one thread; the largest share
 of the run one single-threaded stage took is printed. The last printed line is JSON. On a shared machine the load changes between runs:
 the exponents and the intercept are only as good as the load was steady (`uptime` is printed per run).
 
@@ -183,20 +184,20 @@ def exponent(xs: list[float], ys: list[float]) -> float | None:
 
 
 def fixed_cost(low: dict, high: dict, at_steps: int | None = None) -> dict[str, float]:
-    """Per semantic item: seconds = fixed + per_step * steps, from runs at two step counts, on the median
-    item (what one more instance costs: the mean would spread the first item's one-time process warm-up,
-    reported as `warm_up_s`, over the instances); the fixed share of an item at `at_steps` (default: the
-    low run's steps). `fixed_per_item_mean_s`: the same intercept on the mean item, warm-up included."""
+    """Per semantic item: seconds = fixed + per_step * steps, from runs at two step counts, item by item
+    (the same instance in both runs, so its own size cancels) and the median over items: what one more
+    instance costs. The first item is left out: it also pays the process's one-time imports (reported as
+    `warm_up_s`), which is not a cost per instance. The fixed share of an item at `at_steps` (default: the
+    low run's steps). `fixed_per_item_mean_s`: the intercept of the stage's mean item, warm-up included."""
     s1, s2 = low["steps"], high["steps"]
     at = at_steps or s1
-
-    def intercept(t1: float, t2: float) -> tuple[float, float]:
-        per_step = (t2 - t1) / (s2 - s1)
-        return t1 - per_step * s1, per_step
-
-    fixed, per_step = intercept(float(np.median(low["semantic_item_s"])), float(np.median(high["semantic_item_s"])))
+    pairs = list(zip(low["semantic_item_s"], high["semantic_item_s"], strict=True))[1:] or \
+        list(zip(low["semantic_item_s"], high["semantic_item_s"], strict=True))
+    per_step = float(np.median([(t2 - t1) / (s2 - s1) for t1, t2 in pairs]))
+    fixed = float(np.median([t1 - (t2 - t1) / (s2 - s1) * s1 for t1, t2 in pairs]))
     items = low["stages"]["semantic"]["items"]
-    mean_fixed, _ = intercept(low["stages"]["semantic"]["seconds"] / items, high["stages"]["semantic"]["seconds"] / items)
+    t1, t2 = low["stages"]["semantic"]["seconds"] / items, high["stages"]["semantic"]["seconds"] / items
+    mean_fixed = t1 - (t2 - t1) / (s2 - s1) * s1
     item = fixed + per_step * at
     warm_up = low["semantic_item_s"][0] - float(np.median(low["semantic_item_s"]))
     return {"steps": at, "semantic_item_s": round(item, 3), "fixed_per_item_s": round(fixed, 3),
@@ -208,12 +209,13 @@ def targets(summary: dict, runs: list[dict]) -> dict[str, bool | None]:
     """Issue 14's targets, each True/False (None: not measured in this run, e.g. without --large)."""
     large = [r for r in runs if r["instances"] >= 200]
     exp = summary["exponent_time_vs_instances"]
+    # The fixed cost is judged on a real distillation item, the shipped graph's (30 steps at 128 texels/m):
+    # at the reduced settings an item is 6 steps on 64-px views (~0.1 s), printed for reference only.
     return {"time_vs_instances_exponent_le_1.1": None if exp is None else exp <= 1.1,
-            "fixed_cost_under_20pct": summary["fixed_cost"]["fixed_fraction"] < 0.2,
+            "fixed_cost_under_20pct": summary["shipped_fixed_cost"]["fixed_fraction"] < 0.2,
             "200_instances_within_20_min": max(r["wall_s"] for r in large) <= 1200 if large else None,
             "peak_rss_le_8_GiB": summary["peak_rss_mb"] <= 8192,
-            "no_single_threaded_stage_over_10pct": max(r["single_thread_share"] for r in runs) <= 0.10,
-            "shipped_fixed_cost_under_20pct": summary["shipped_fixed_cost"]["fixed_fraction"] < 0.2}
+            "no_single_threaded_stage_over_10pct": max(r["single_thread_share"] for r in runs) <= 0.10}
 
 
 def main() -> None:
@@ -240,10 +242,10 @@ def main() -> None:
         base = by_instances[0]
         doubled = measure(work, 10, tpi, 4 * args.steps, args.density,
                           cache=work / f"n10_t{tpi}_s{args.steps}" / "cache")
-        # The same at the shipped graph's settings (density 128, 20-step pixel and superres): 10 and 40
+        # The same at the shipped graph's settings (density 128, 20-step pixel and superres): 10 and 70
         # semantic steps, the fixed cost as a share of a 30-step semantic item (the shipped count).
         shipped = [measure(work, 10, tpi, steps, 128.0, cache=work / "shipped_cache", settings=shipped_knobs)
-                   for steps in (10, 40)]
+                   for steps in (10, 70)]
         series = [r for r in by_instances if r["triangles"] // r["instances"] <= 2 * tpi]
         summary = {
             "runs": [*by_instances, *by_triangles[1:], doubled, *shipped],
@@ -261,7 +263,7 @@ def main() -> None:
         summary["targets"] = targets(summary, [*by_instances, *by_triangles, doubled, *shipped])
         print(f"time ~ instances^{summary['exponent_time_vs_instances']}, "
               f"time ~ triangles^{summary['exponent_time_vs_triangles']} (10 instances), "
-              f"fixed cost per semantic item {summary['fixed_cost']}, at the shipped settings "
+              f"fixed cost per semantic item at the reduced settings (reference) {summary['fixed_cost']}, at the shipped settings "
               f"{summary['shipped_fixed_cost']}; targets {summary['targets']}", flush=True)
         print(json.dumps(summary))
 

@@ -295,6 +295,19 @@ def structure_target(masks: torch.Tensor, ideal_renders: torch.Tensor, ideal_mas
     return lambda renders: target([renders])
 
 
+def structure_target_over(view_sets: Sequence[tuple[torch.Tensor, torch.Tensor]], *, levels: int = 4,
+                          patch_size: int = 7, projections: int = 64, max_patches: int = 8192, seed: int = 0,
+                          pyramid: str = "binomial") -> Callable[[Sequence[torch.Tensor]], float]:
+    """One structure distance over several render sets at once (a stage's views and its close-ups):
+    `view_sets` are (masks `[B, 1, H, W]`, the ideal's renders on them) pairs; both sides draw their
+    patches from all sets together (each set a group, as `F.unfold` lists them), so a candidate costs one
+    measure whatever the number of sets. Returns `renders (one per set) -> distance`."""
+    target = SlicedTarget([(masks, masks) for masks, _ in view_sets], [(ideal, masks) for masks, ideal in view_sets],
+                          patch_size=patch_size, levels=levels, projections=projections, max_patches=max_patches,
+                          seed=seed, pyramid=pyramid)
+    return lambda renders: target(list(renders))
+
+
 def _crop_corners(mask: torch.Tensor, crop: int, per_view: int) -> list[tuple[int, int]]:
     """Up to `per_view` non-overlapping `crop`² windows fully inside `mask` `[H, W]`, raster-scanned on a crop/4 grid.
 

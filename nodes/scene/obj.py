@@ -12,6 +12,7 @@ when every corner of its faces has them.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,7 @@ class _ObjReader:
         self.parts: dict[tuple[str, str], _PartBuilder] = {}
         self.object_name, self.group_name, self.material = "", "", "default"
         self.total_faces = 0
+        self.resolved: dict[str, tuple[int, int, int]] = {}  # face tokens already resolved (`face_vertex`)
 
     def floats(self, tokens: list[str], n: int, lineno: int, what: str) -> list[float]:
         path = self.path
@@ -71,7 +73,7 @@ class _ObjReader:
         except ValueError:
             raise UserError(f"line {lineno}: '{what}' has a value that is not a number", file=str(path),
                             line=lineno) from None
-        if not all(np.isfinite(values)):
+        if not all(map(math.isfinite, values)):
             raise UserError(f"line {lineno}: '{what}' has a NaN or infinite value", file=str(path), line=lineno)
         return values
 
@@ -107,17 +109,8 @@ class _ObjReader:
         builder = self.parts.get((group, self.material))
         if builder is None:
             builder = self.parts[(group, self.material)] = _PartBuilder(group, self.material)
-        where = f"line {lineno}"
-        corners = []
         try:
-            for token in tokens:
-                fields = token.split("/")
-                if len(fields) > 3 or not fields[0]:
-                    raise UserError(f"{where}: bad face vertex {token!r}")
-                v = _resolve(fields[0], len(self.vertices), "vertex", where)
-                vt = _resolve(fields[1], len(self.texcoords), "texcoord", where) if len(fields) > 1 and fields[1] else -1
-                vn = _resolve(fields[2], len(self.normals), "normal", where) if len(fields) > 2 and fields[2] else -1
-                corners.append(builder.corner((v, vt, vn)))
+            corners = [builder.corner(self.face_vertex(token, lineno)) for token in tokens]
         except UserError as exc:
             raise UserError(exc.message, file=str(path), line=lineno) from None
         for k in range(1, len(corners) - 1):
@@ -126,6 +119,23 @@ class _ObjReader:
         if self.total_faces > self.max_faces:
             raise UserError(f"the scene has more than max_faces = {self.max_faces:,} triangles", file=str(path),
                             param="max_faces", hint="raise max_faces (memory grows with it) or decimate the scene")
+
+    def face_vertex(self, token: str, lineno: int) -> tuple[int, int, int]:
+        """(v, vt, vn) of one face token (-1 when absent). A token without negative indices means the same
+        vertex wherever it appears and stays in range as the file goes on, so it is resolved once."""
+        key = self.resolved.get(token)
+        if key is not None:
+            return key
+        where = f"line {lineno}"
+        fields = token.split("/")
+        if len(fields) > 3 or not fields[0]:
+            raise UserError(f"{where}: bad face vertex {token!r}")
+        v = _resolve(fields[0], len(self.vertices), "vertex", where)
+        vt = _resolve(fields[1], len(self.texcoords), "texcoord", where) if len(fields) > 1 and fields[1] else -1
+        vn = _resolve(fields[2], len(self.normals), "normal", where) if len(fields) > 2 and fields[2] else -1
+        if "-" not in token:
+            self.resolved[token] = (v, vt, vn)
+        return v, vt, vn
 
     def mesh_parts(self) -> list[MeshPart]:
         """One `MeshPart` per (group, material), named after the group (and the material when the group has

@@ -335,3 +335,27 @@ def test_sorted_projections_are_torch_s_sort_on_any_thread_count() -> None:
             assert torch.equal(_sorted_projections(points, directions), want)
     finally:
         torch.set_num_threads(before)
+
+
+def test_one_structure_target_over_views_and_close_ups_ranks_the_ideal_first() -> None:
+    """The selection measure over two render sets at once (a stage's views and close-ups): the ideal's
+    own renders score below a blurred copy, which scores below a flat colour; the same inputs give the
+    same number."""
+    import torch.nn.functional as F
+
+    from nodes.distill.metrics import structure_target_over
+
+    stripes = ((torch.arange(96) // 6) % 2).float()
+    sets = []
+    for height, width in ((64, 96), (48, 80)):
+        image = stripes[None, None, None, :width].expand(2, 3, height, width).clone()
+        image[:, 1] *= 0.5
+        masks = torch.ones(2, 1, height, width)
+        masks[:, :, :4] = 0
+        sets.append((masks, image))
+    target = structure_target_over(sets, max_patches=4096, projections=32, seed=0)
+    ideal = target([image for _, image in sets])
+    blurred = target([F.avg_pool2d(image, 5, stride=1, padding=2) for _, image in sets])
+    flat = target([torch.full_like(image, 0.4) for _, image in sets])
+    assert ideal < blurred < flat
+    assert target([image for _, image in sets]) == ideal
