@@ -55,9 +55,11 @@ def _gather_patches(images: torch.Tensor, corners: torch.Tensor, patch_size: int
     return images.reshape(-1)[starts[:, None] + offsets[None, :]]
 
 
-def _side_corners(side: Side, patch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Per group of one side: its images and the corners of its windows fully inside its masks."""
-    return [(img, _inside_positions(img, m, patch_size)) for img, m in side if min(img.shape[-2:]) >= patch_size]
+def _side_corners(side: Side, patch_size: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Per group of one side large enough for the patch size: its index in `side`, its images and the
+    corners of its windows fully inside its masks."""
+    return [(g, img, _inside_positions(img, m, patch_size)) for g, (img, m) in enumerate(side)
+            if min(img.shape[-2:]) >= patch_size]
 
 
 @dataclass(frozen=True)
@@ -71,11 +73,11 @@ class _Drawn:
     counts: torch.Tensor
 
 
-def _draw_windows(groups: list[tuple[torch.Tensor, torch.Tensor]], max_patches: int,
+def _draw_windows(groups: list[tuple[int, torch.Tensor, torch.Tensor]], max_patches: int,
                   generator: torch.Generator) -> _Drawn:
     """At most `max_patches` of the windows of `groups`, in a seeded random order: that of `randperm` over
     all windows, group after group, as `F.unfold` lists them."""
-    counts = torch.tensor([c.shape[0] for _, c in groups], dtype=torch.long)
+    counts = torch.tensor([c.shape[0] for *_, c in groups], dtype=torch.long)
     ends = torch.cumsum(counts, 0)
     pick = torch.randperm(int(ends[-1]), generator=generator)[:max_patches]
     return _Drawn(pick, torch.searchsorted(ends, pick, right=True), ends, counts)
@@ -194,16 +196,16 @@ class SlicedTarget:
                 side_a, side_b = _pool_side(side_a, pyramid), _pool_side(side_b, pyramid)
             for size in ((1, patch_size) if level == 0 else (patch_size,)):
                 groups_a, groups_b = _side_corners(side_a, size), _side_corners(side_b, size)
-                if sum(c.shape[0] for _, c in groups_a) < 8 or sum(c.shape[0] for _, c in groups_b) < 8:
+                if sum(c.shape[0] for *_, c in groups_a) < 8 or sum(c.shape[0] for *_, c in groups_b) < 8:
                     continue
                 drawn_a = _draw_windows(groups_a, max_patches, generator)
                 drawn_b = _draw_windows(groups_b, max_patches, generator)
-                b = _gather_drawn([img for img, _ in groups_b], [c for _, c in groups_b], drawn_b, size)
+                b = _gather_drawn([img for _, img, _ in groups_b], [c for *_, c in groups_b], drawn_b, size)
                 directions = torch.randn(b.shape[1], projections, generator=generator)
                 directions = directions / directions.norm(dim=0, keepdim=True)
                 target = _sorted_projections(b, directions)[:, _quantile_index(b.shape[0])]
-                kept = [i for i, (img, _) in enumerate(side_a) if min(img.shape[-2:]) >= size]  # as _side_corners
-                self.terms.append(_Term(level, size, kept, [c for _, c in groups_a], drawn_a, directions, target))
+                self.terms.append(_Term(level, size, [g for g, *_ in groups_a], [c for *_, c in groups_a], drawn_a,
+                                        directions, target))
         self._groups = len(side_a_masks)
 
     def __call__(self, images: list[torch.Tensor]) -> float:

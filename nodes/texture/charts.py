@@ -111,16 +111,13 @@ def _chart_labels(faces: np.ndarray, vertex_count: int) -> np.ndarray:
 
 
 def _seam_edges(positions: np.ndarray, uvs: np.ndarray, faces: np.ndarray) -> SeamEdges:
-    """Half-edges whose two faces share the edge's positions but not its vertex indices (a UV seam)."""
-    # Weld only the vertices these faces use (not the whole scene's: the cost of an instance must follow
-    # its own size, issue 14), at 1e-6 of their own extent. Ids are ranks among the used positions, so
-    # every comparison and sort below sees the same order as a weld of the whole scene would give.
-    used = np.unique(faces)
-    span = float(np.ptp(positions[used], axis=0).max()) if len(used) else 1.0
+    """Half-edges whose two faces share the edge's positions but not its vertex indices (a UV seam).
+
+    `positions` are the faces' own vertices (`build_charts` keeps only those), welded at 1e-6 of their extent."""
+    span = float(np.ptp(positions, axis=0).max()) if len(positions) else 1.0
     quantum = max(span, 1e-6) * 1e-6
-    welded = np.full(len(positions), -1, dtype=np.int64)
-    _, local = np.unique(np.round(positions[used] / quantum).astype(np.int64), axis=0, return_inverse=True)
-    welded[used] = local.reshape(-1)
+    _, welded = np.unique(np.round(positions / quantum).astype(np.int64), axis=0, return_inverse=True)
+    welded = welded.reshape(-1)
     corners = [(0, 1), (1, 2), (2, 0)]
     a = np.concatenate([faces[:, i] for i, _ in corners])
     b = np.concatenate([faces[:, j] for _, j in corners])
