@@ -59,6 +59,10 @@ class Scene(TensorData):
     # `uvs` except on parts that were unwrapped (tiled/overlapping/missing UVs); `part_textures`
     # live in this texture space (see part_info["base_color_uv_transform"]). None: same as uvs.
     source_uvs: torch.Tensor | None = None
+    # The unit the source file was read in (`io.load_scene`'s `units`, see `nodes.scene.units`) and the
+    # factor that took its coordinates to metres (that unit times the `scale` param); positions are metres.
+    units: str = "m"
+    metres_per_unit: float = 1.0
 
     @property
     def num_faces(self) -> int:

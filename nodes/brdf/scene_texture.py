@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.render.uv_raster import fill_atlas_gutter
+from nodes.scene.loader import require_part_textures
 from nodes.types import Instance, Scene, TextureMap
 
 from .texels import texel_geometry
@@ -55,6 +56,7 @@ def texture_from_scene(scene: Scene, instance: Instance, size: int,
     verts = scene.faces[geometry.face]
     uv = (source_uvs[verts] * geometry.barycentric[..., None]).sum(1)
     parts = scene.face_part[geometry.face]
+    require_part_textures(scene, torch.unique(scene.face_part[instance.face_mask]).tolist())  # issue 23
     untextured: list[str] = []
     for part in torch.unique(parts).tolist():
         texels = parts == part

@@ -60,7 +60,7 @@ import torch
 from graphflow import UserError
 
 from . import gltf_ext
-from .gltf_ext import DRACO, GPU_INSTANCING, MESHOPT, QUANTIZATION, WEBP
+from .gltf_ext import BASISU, DRACO, GPU_INSTANCING, MESHOPT, QUANTIZATION, WEBP
 from .images import DEFAULT_MAX_PIXELS, decode_image_bytes, fit_long_side, load_image
 from .uv import apply_texture_transform
 
@@ -539,7 +539,9 @@ class _Reader:
             tex_info = pbr.baseColorTexture
             if tex_info is not None and not isinstance(tex_info, (int, float, str, list)):
                 info.update(self.texture_lookup(tex_info, index))
-                texture = self.base_color(tex_info.index, index, tuple(float(x) for x in factor[:3]))
+                texture, unreadable = self.base_color(tex_info.index, index, tuple(float(x) for x in factor[:3]))
+                if unreadable is not None:
+                    info["unreadable_texture"] = unreadable
         return name, info, texture
 
     def base_color_texcoord(self, index: Any, label: str) -> int:
@@ -570,43 +572,73 @@ class _Reader:
             info["base_color_texcoord"] = texcoord
         return info
 
-    def base_color(self, texture_index: Any, material_index: int,
-                   factor: tuple[float, float, float]) -> torch.Tensor | None:
+    def base_color(self, texture_index: Any, material_index: int, factor: tuple[float, float, float]
+                   ) -> tuple[torch.Tensor | None, dict[str, str] | None]:
+        """(the tinted baseColor or None, the record of an image that could not be read or None).
+
+        An image that cannot be decoded (KTX2, a format Pillow lacks, corrupt bytes, over max_pixels) or a
+        missing image file does not stop the load (issue 23): most graphs replace the source textures, and
+        the node that reads them raises from the record (`loader.require_part_textures`)."""
         tex = self.item("textures", texture_index, f"materials[{material_index}].baseColorTexture")
         source = tex.source
         extensions = tex.extensions if isinstance(tex.extensions, dict) else {}
         webp = extensions.get(WEBP)
         if isinstance(webp, dict) and _is_int(webp.get("source")):
             source = webp["source"]  # preferred over the fallback `source` (Pillow decodes WebP)
+        basisu = extensions.get(BASISU)
+        if source is None and isinstance(basisu, dict) and _is_int(basisu.get("source")):
+            return None, self.unreadable(basisu["source"], f"textures[{texture_index}]", "KTX2 (KHR_texture_basisu) "
+                                         "images are not decoded: no Python KTX2 decoder is installed")
         if source is None:
             self.log.info("%s: textures[%s] has no PNG/JPEG/WebP source; its part gets no texture", self.name,
                           texture_index)
-            return None
+            return None, None
         key = (int(source) if _is_int(source) else -1, factor)
-        if key in self.textures:
-            return self.textures[key]
-        image = self.item("images", source, f"textures[{texture_index}].source")
+        if key not in self.textures:
+            try:
+                pixels = self.image_pixels(source, f"textures[{texture_index}].source")
+            except UserError as exc:
+                if exc.param is not None or not exc.file or exc.file == self.name:
+                    raise  # the glTF JSON itself is at fault (a bad index, a uri that is not relative)
+                return None, self.unreadable(source, f"textures[{texture_index}]", exc.message)
+            pixels = fit_long_side(pixels, self.texture_size)
+            self.textures[key] = (pixels * torch.tensor(factor, dtype=torch.float32)[:, None, None]).contiguous()
+        return self.textures[key], None
+
+    def image_pixels(self, source: Any, what: str) -> torch.Tensor:
+        """An image of the document decoded (`UserError` naming the image file, or the glb and the image)."""
+        image = self.item("images", source, what)
         label = f"images[{source}]"
         if image.uri is not None:
             if not isinstance(image.uri, str):
                 raise self.fail(f"{label}.uri must be a string")
             if image.uri.startswith("data:"):
-                pixels = decode_image_bytes(self.read_uri(image.uri, label), name=f"{self.name} {label}",
-                                            max_pixels=self.max_pixels)
-            else:
-                if "://" in image.uri or image.uri.startswith(("/", "\\")):
-                    raise self.fail(f"{label}: uri {image.uri!r} must be a path relative to the glTF file")
-                pixels = load_image(self.path.parent / urllib.parse.unquote(image.uri), max_pixels=self.max_pixels)
-        elif image.bufferView is not None:
+                return decode_image_bytes(self.read_uri(image.uri, label), name=f"{self.name} {label}",
+                                          max_pixels=self.max_pixels)
+            if "://" in image.uri or image.uri.startswith(("/", "\\")):
+                raise self.fail(f"{label}: uri {image.uri!r} must be a path relative to the glTF file")
+            return load_image(self.path.parent / urllib.parse.unquote(image.uri), max_pixels=self.max_pixels)
+        if image.bufferView is not None:
             data, start, length, _ = self.buffer_view(image.bufferView, label)
-            pixels = decode_image_bytes(data[start:start + length], name=f"{self.name} {label}",
-                                        max_pixels=self.max_pixels)
+            return decode_image_bytes(data[start:start + length], name=f"{self.name} {label}",
+                                      max_pixels=self.max_pixels)
+        raise self.fail(f"{label} has neither a uri nor a bufferView")
+
+    def unreadable(self, source: Any, texture: str, reason: str) -> dict[str, str]:
+        """The record of a baseColor image that could not be read: which image, its file, its format."""
+        raw = self.raw_item("images", source) if _is_int(source) and 0 <= source < len(self.raw.get("images") or []) \
+            else {}
+        uri, mime = raw.get("uri"), raw.get("mimeType")
+        if isinstance(uri, str) and not uri.startswith("data:"):
+            where = str(self.path.parent / urllib.parse.unquote(uri))
+            extension = Path(urllib.parse.unquote(uri)).suffix.lstrip(".").lower() or "none"
         else:
-            raise self.fail(f"{label} has neither a uri nor a bufferView")
-        pixels = fit_long_side(pixels, self.texture_size)
-        tinted = (pixels * torch.tensor(factor, dtype=torch.float32)[:, None, None]).contiguous()
-        self.textures[key] = tinted
-        return tinted
+            where = f"{self.name} images[{source}]"
+            extension = mime.split("/")[-1].lower() if isinstance(mime, str) and "/" in mime else "unknown"
+        if isinstance(mime, str) and "/" in mime and extension in ("none", "unknown"):
+            extension = mime.split("/")[-1].lower()
+        return {"file": where, "image": f"images[{source}]", "texture": texture, "extension": extension,
+                "reason": reason}
 
 
 def _triangles(indices: np.ndarray, mode: int) -> np.ndarray:

@@ -30,6 +30,7 @@ TEXTURE_TRANSFORM = "KHR_texture_transform"
 WEBP = "EXT_texture_webp"
 QUANTIZATION = "KHR_mesh_quantization"
 GPU_INSTANCING = "EXT_mesh_gpu_instancing"
+BASISU = "KHR_texture_basisu"
 
 HANDLED: dict[str, str] = {
     TEXTURE_TRANSFORM: "applied to the baseColor texture lookup (Scene.source_uvs)",
@@ -38,8 +39,8 @@ HANDLED: dict[str, str] = {
     QUANTIZATION: "integer positions, normals, tangents and UVs are read (normalized where marked)",
     WEBP: "WebP baseColor images are decoded",
     GPU_INSTANCING: "each GPU instance of a node becomes its own part, named <node>_<k>",
-    "KHR_texture_basisu": "KTX2 images are not decoded: a part whose baseColor has no PNG/JPEG/WebP source "
-                          "gets none (logged)",
+    BASISU: "KTX2 images are not decoded (no maintained Python wheel: pyktx builds libktx from source): a part "
+            "whose baseColor has no PNG/JPEG/WebP source records it as unreadable (loader.require_part_textures)",
 }
 APPEARANCE_ONLY = frozenset({
     "KHR_materials_sheen", "KHR_materials_clearcoat", "KHR_materials_transmission", "KHR_materials_volume",

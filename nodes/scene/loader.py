@@ -12,6 +12,7 @@ were kept, else computed from the UVs. A part is the unit of texture space;
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ from .geometry import compact, degenerate_faces, vertex_normals, vertex_tangents
 from .gltf import MeshPart, load_gltf
 from .images import DEFAULT_MAX_PIXELS
 from .obj import load_obj
+from .units import UnitChoice, Units, choose_units, override_hint
 from .uv import unwrap, unwrap_reason
 
 UnwrapMode = Literal["auto", "never", "always"]
@@ -106,16 +108,26 @@ def clean_part(part: MeshPart, unwrap_mode: UnwrapMode, source: str, log: loggin
 
 
 def assemble_scene(parts: Sequence[MeshPart], *, unwrap_mode: UnwrapMode = "auto", scale: float = 1.0,
-                   source: str = "", log: logging.Logger | None = None) -> Scene:
-    """Clean every part and concatenate them into a `Scene` (parts in input order)."""
+                   source: str = "", log: logging.Logger | None = None, units: str = "m") -> Scene:
+    """Clean every part and concatenate them into a `Scene` (parts in input order). `scale` (metres per
+    file unit) multiplies the positions before anything else, so that clean-up and unwrapping see metres;
+    `units` is recorded as `Scene.units`."""
     log = log or logging.getLogger("graphflow.nodes.scene")
     with np.errstate(all="ignore"):  # extreme values are caught by the finiteness check below
-        return _assemble(parts, unwrap_mode, scale, source, log)
+        return _assemble(parts, unwrap_mode, scale, source, log, units)
+
+
+def _scaled(part: MeshPart, scale: float) -> MeshPart:
+    """The part with its positions in metres (float64 product, one rounding to float32)."""
+    if scale == 1.0:
+        return part
+    positions = (part.positions.astype(np.float64) * scale).astype(np.float32)
+    return dataclasses.replace(part, positions=positions)
 
 
 def _assemble(parts: Sequence[MeshPart], unwrap_mode: UnwrapMode, scale: float, source: str,
-              log: logging.Logger) -> Scene:
-    cleaned = [clean_part(p, unwrap_mode, source, log) for p in parts]
+              log: logging.Logger, units: str) -> Scene:
+    cleaned = [clean_part(_scaled(p, scale), unwrap_mode, source, log) for p in parts]
     empty = [p.name for p in cleaned if len(p.faces) == 0]
     for name in empty:
         log.info("%s: part '%s' has no triangles left after dropping degenerate ones; skipped", source, name)
@@ -133,13 +145,16 @@ def _assemble(parts: Sequence[MeshPart], unwrap_mode: UnwrapMode, scale: float, 
         taken.add(name)
         names.append(name)
     offsets = np.cumsum([0] + [len(p.positions) for p in cleaned])
-    positions = np.concatenate([p.positions for p in cleaned]) * np.float32(scale)
+    positions = np.concatenate([p.positions for p in cleaned])
     faces = np.concatenate([p.faces + offsets[i] for i, p in enumerate(cleaned)])
     face_part = np.concatenate([np.full(len(p.faces), i, dtype=np.int64) for i, p in enumerate(cleaned)])
-    attributes = [positions] + [getattr(p, a) for p in cleaned for a in ("normals", "uvs", "tangents")]
-    if not all(np.isfinite(a).all() for a in attributes):
+    if not np.isfinite(positions).all():  # only a huge `scale` or units product can get here
         raise UserError("the scene's coordinates are too large to process (values overflow float32)",
                         file=source or None, param="scale", hint="check the file's units or lower scale")
+    for p in cleaned:  # not the file's fault: the loader's own normals/UVs/tangents must be finite
+        for attribute in ("normals", "uvs", "tangents"):
+            if not np.isfinite(getattr(p, attribute)).all():
+                raise RuntimeError(f"part '{p.name}': computed {attribute} are not finite")
     infos = []
     for p in cleaned:
         info = dict(p.info)
@@ -161,15 +176,21 @@ def _assemble(parts: Sequence[MeshPart], unwrap_mode: UnwrapMode, scale: float, 
         part_textures=tuple(p.texture for p in cleaned),
         source=source,
         source_uvs=stacked("source_uvs"),
+        units=units,
+        metres_per_unit=float(scale),
     )
 
 
 def load_scene(path: str | Path, *, max_faces: int = 5_000_000, unwrap_mode: UnwrapMode = "auto",
                scale: float = 1.0, max_pixels: int = DEFAULT_MAX_PIXELS, texture_size: int = 2048,
-               log: logging.Logger | None = None) -> Scene:
+               log: logging.Logger | None = None, units: Units = "m", notes: list[str] | None = None) -> Scene:
     """Load a .gltf/.glb/.obj file as a `Scene`. `source` is the file name (not the full path, so
-    the same content loaded from two places gives the same bytes)."""
+    the same content loaded from two places gives the same bytes). `units`: the file's length unit
+    (`nodes.scene.units`; `auto` judges it from the scene's size, and only when `scale` is 1).
+    `notes` gets one line per thing report.json should say: the unit chosen, unreadable source textures
+    (each also logged as one warning line when it matters)."""
     path = Path(path)
+    log = log or logging.getLogger("graphflow.nodes.scene")
     suffix = path.suffix.lower()
     if suffix in (".gltf", ".glb"):
         parts = load_gltf(path, max_faces=max_faces, max_pixels=max_pixels, texture_size=texture_size, log=log)
@@ -178,8 +199,60 @@ def load_scene(path: str | Path, *, max_faces: int = 5_000_000, unwrap_mode: Unw
     else:
         raise UserError(f"unsupported scene format '{path.suffix}'", file=str(path),
                         hint=f"use one of {', '.join(SCENE_SUFFIXES)}")
+    choice = scene_units(parts, units, scale)
+    if choice.guessed:
+        log.warning("%s: %s; %s", path.name, choice.reason, override_hint(choice))
     try:
-        return assemble_scene(parts, unwrap_mode=unwrap_mode, scale=scale, source=path.name, log=log)
+        scene = assemble_scene(parts, unwrap_mode=unwrap_mode, scale=choice.metres_per_unit * scale,
+                               source=path.name, log=log, units=choice.unit)
     except UserError as exc:
         exc.file = str(path)  # messages name the full path; Scene.source keeps only the file name
         raise
+    unreadable = unreadable_summary(scene)
+    if unreadable:
+        log.warning("%s: %s", path.name, unreadable)
+    if notes is not None:
+        notes.append(choice.note())
+        notes.extend([unreadable] if unreadable else [])
+    return scene
+
+
+def scene_units(parts: Sequence[MeshPart], units: Units, scale: float = 1.0) -> UnitChoice:
+    """The unit to read `parts` in (`choose_units`); an explicit `scale` other than 1 is the user's own
+    conversion, so `auto` then keeps the file's unit instead of guessing on top of it."""
+    if units == "auto" and scale != 1.0:
+        return UnitChoice("m", 1.0, False, f"auto with scale {scale:g}: the file's unit, scaled")
+    return choose_units(units, [p.positions for p in parts])
+
+
+def unreadable_parts(scene: Scene) -> dict[str, dict[str, str]]:
+    """Part name -> the record of its baseColor image that could not be read (`gltf._Reader.unreadable`)."""
+    return {name: info["unreadable_texture"] for name, info in zip(scene.part_names, scene.part_info, strict=True)
+            if isinstance(info.get("unreadable_texture"), dict)}
+
+
+def unreadable_summary(scene: Scene) -> str | None:
+    """One line naming the source textures that could not be read, or None when all were."""
+    records = unreadable_parts(scene)
+    if not records:
+        return None
+    files: dict[str, dict[str, str]] = {}
+    for record in records.values():
+        files.setdefault(record["file"], record)
+    listed = "; ".join(f"{f} ({r['extension']}: {r['reason']})" for f, r in files.items())
+    return (f"{len(files)} source texture(s) of {len(records)} part(s) cannot be read: {listed}. Graphs that "
+            "texture the scene replace them; a node that reads source textures (texture.from_scene) will stop")
+
+
+def require_part_textures(scene: Scene, parts: Sequence[int], node: str | None = None) -> None:
+    """Raise `UserError` (exit 2) when one of `parts` (indices) has a source texture that could not be read:
+    what a node that reads `Scene.part_textures` calls first, so that it never bakes a blank texture."""
+    for part in parts:
+        info = scene.part_info[part] if part < len(scene.part_info) else {}
+        record = info.get("unreadable_texture")
+        if isinstance(record, dict):
+            raise UserError(f"part '{scene.part_names[part]}' needs its baseColor texture {record['image']}, "
+                            f"which cannot be read ({record['extension']}: {record['reason']})",
+                            node=node, file=record["file"],
+                            hint="convert the image to PNG or JPEG (e.g. ktx extract / toktx --decode) and "
+                                 "point the glTF at it, or restore the missing file")

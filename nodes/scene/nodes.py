@@ -21,6 +21,7 @@ from .images import DEFAULT_MAX_PIXELS
 from .loader import load_scene
 from .references import bind_references, references_file_dependencies
 from .segment import segment_scene
+from .units import Units
 
 
 @register
@@ -40,16 +41,26 @@ class LoadScene(Node):
     Draco data that does not decode, sparse accessors out of range... (see
     `gltf` and `gltf_ext`). A mesh used by several glTF nodes gives one part
     per node.
+
+    Units (`nodes.scene.units`): `auto` (default) keeps the file's metres unless the scene is implausible
+    indoors read that way (a 90 m tall chair), then reads it in cm or mm and says so in one warning line;
+    the unit is in `Scene.units` and this node's note in report.json.
+    Source textures that cannot be read (KTX2, a corrupt or missing image) do not stop the load: the part
+    records them (`part_info["unreadable_texture"]`), one warning line and the note say so, and a node
+    that reads source textures (`texture.from_scene`) fails naming the file (`require_part_textures`).
     """
 
     name = "io.load_scene"
-    version = 2  # 2: collapsed UVs unwrapped, texture transform in source_uvs, sparse/Draco/quantized input
+    version = 3  # 2: collapsed UVs unwrapped, texture transform in source_uvs, sparse/Draco/quantized input
+    # 3: units (auto), unreadable source textures recorded instead of raised, scale-free xatlas unwrap
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         max_faces: int = Field(5_000_000, ge=1, description="refuse scenes with more triangles than this")
         unwrap: Literal["auto", "never", "always"] = Field("auto", description="when to generate UVs with xatlas")
-        scale: float = Field(1.0, gt=0, description="multiply positions by this (to metres)")
+        units: Units = Field("auto", description="the file's length unit: m, cm, mm, in, ft, or auto (metres "
+                             "unless implausible indoors, then cm or mm, with a warning)")
+        scale: float = Field(1.0, gt=0, description="multiply positions by this after units (to metres)")
         texture_size: int = Field(2048, ge=1, le=16384, description="max long side of decoded baseColor textures")
         max_pixels: int = Field(DEFAULT_MAX_PIXELS, ge=1, description="refuse images with more pixels than this")
 
@@ -60,8 +71,13 @@ class LoadScene(Node):
         p = self.params
         if path is None:
             raise UserError("no scene file given", param="path", hint="pass --input scene=FILE")
-        return load_scene(Path(path), max_faces=p.max_faces, unwrap_mode=p.unwrap, scale=p.scale,
-                          max_pixels=p.max_pixels, texture_size=p.texture_size, log=ctx.log)
+        notes: list[str] = []
+        scene = load_scene(Path(path), max_faces=p.max_faces, unwrap_mode=p.unwrap, scale=p.scale,
+                           max_pixels=p.max_pixels, texture_size=p.texture_size, log=ctx.log, units=p.units,
+                           notes=notes)
+        for note in notes:
+            ctx.note(note)
+        return scene
 
 
 class DemoRoom(NamedTuple):

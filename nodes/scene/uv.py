@@ -166,8 +166,15 @@ def unwrap(positions: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.nda
     at the new seams; `vertex map[i]` is the input vertex of new vertex `i`
     (use it to carry other per-vertex attributes over).
     """
+    # xatlas works with absolute tolerances (metre-sized meshes): a part a few millimetres across came back
+    # with NaN UVs (issue 23). Its UVs do not depend on the mesh's size, so it gets the part centred and
+    # scaled to a unit bounding box: the same atlas whatever unit the file was written in.
+    p64 = positions.astype(np.float64)
+    low, high = p64.min(axis=0), p64.max(axis=0)
+    extent = float((high - low).max()) if len(p64) else 0.0
+    normalized = (p64 - (low + high) / 2) / (extent if extent > 0 else 1.0)
     vmapping, new_faces, uvs = xatlas.parametrize(
-        np.ascontiguousarray(positions, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.uint32)
+        np.ascontiguousarray(normalized, dtype=np.float32), np.ascontiguousarray(faces, dtype=np.uint32)
     )
     vmap = vmapping.astype(np.int64)
     return (

@@ -195,7 +195,10 @@ def _propagate_offsets(charts: np.ndarray, linear: np.ndarray, area: np.ndarray,
     placed = np.zeros(count, dtype=bool)
     chart_a, chart_b = charts[seams.face], charts[seams.other]
     across = chart_a != chart_b
-    for root in np.argsort(-area, kind="stable"):
+    # Largest first; areas equal to 6 digits count as equal (the first chart wins), so that float rounding
+    # (a scene read in mm instead of m, issue 23) cannot reorder equal charts such as a table's legs.
+    rounded = np.round(area / max(float(area.max(initial=0.0)), 1e-300), 6)
+    for root in np.argsort(-rounded, kind="stable"):
         if placed[root]:
             continue
         offset[root], placed[root] = anchor[root], True

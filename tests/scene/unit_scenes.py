@@ -1,0 +1,68 @@
+"""Scenes written in other units and with unreadable textures, for the issue 23 tests (real glb/gltf files)."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scene_builders import GltfDoc, Prim, pack_glb
+
+from nodes.scene.demo_room import build_room_scene
+
+UNITS_PER_METRE = {"m": 1.0, "cm": 100.0, "mm": 1000.0, "in": 1 / 0.0254, "ft": 1 / 0.3048}
+
+
+def demo_room_glb(path: Path, unit: str) -> Path:
+    """The demo room as a glb in `unit`: one node per part, its translation the part's centre and its mesh
+    the part's vertices around it, both scaled to the unit (UVs and normals as the room has them)."""
+    scene = build_room_scene()
+    k = UNITS_PER_METRE[unit]
+    meshes, nodes = [], []
+    for index, name in enumerate(scene.part_names):
+        faces = scene.faces[scene.face_part == index].numpy()
+        used, local = np.unique(faces, return_inverse=True)
+        positions = scene.positions[used].numpy().astype(np.float64)
+        centre = (positions.min(axis=0) + positions.max(axis=0)) / 2
+        prim = Prim((positions - centre) * k, local.reshape(-1), uvs=scene.uvs[used].numpy(),
+                    normals=scene.normals[used].numpy(), material=scene.part_info[index]["material"])
+        meshes.append([prim])
+        nodes.append({"name": name, "mesh": index, "translation": (centre * k).tolist()})
+    path.write_bytes(GltfDoc(meshes, nodes).glb())
+    return path
+
+
+def textured_quad(folder: Path, image: dict[str, Any], image_bytes: bytes | None, *, glb: bool = True) -> Path:
+    """A 1 m quad whose material's baseColorTexture is `image` (a glTF image object). With `glb` and
+    `image_bytes` the image is embedded through a bufferView; otherwise `image` names its uri."""
+    positions = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], dtype=np.float32)
+    uvs = np.array([[0, 1], [1, 1], [1, 0], [0, 0]], dtype=np.float32)
+    doc, blob = GltfDoc([[Prim(positions, np.array([0, 1, 2, 0, 2, 3]), uvs=uvs, material="painted")]],
+                        [{"name": "poster", "mesh": 0}]).build()
+    doc["materials"][0]["pbrMetallicRoughness"] = {"baseColorTexture": {"index": 0}}
+    doc["textures"] = [{"source": 0}]
+    image = dict(image)
+    if image_bytes is not None:
+        padding = b"\0" * (-len(blob) % 4)
+        doc["bufferViews"].append({"buffer": 0, "byteOffset": len(blob) + len(padding), "byteLength": len(image_bytes)})
+        image["bufferView"] = len(doc["bufferViews"]) - 1
+        blob = blob + padding + image_bytes
+        doc["buffers"][0]["byteLength"] = len(blob)
+    doc["images"] = [image]
+    folder.mkdir(parents=True, exist_ok=True)
+    if glb:
+        path = folder / "poster.glb"
+        path.write_bytes(pack_glb(doc, blob))
+        return path
+    (folder / "poster.bin").write_bytes(blob)
+    doc["buffers"][0]["uri"] = "poster.bin"
+    path = folder / "poster.gltf"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+# The first bytes of a KTX2 file (its identifier) and then garbage: what a KHR_texture_basisu image looks
+# like to a reader that cannot decode KTX2.
+KTX2_BYTES = bytes([0xAB, 0x4B, 0x54, 0x58, 0x20, 0x32, 0x30, 0xBB, 0x0D, 0x0A, 0x1A, 0x0A]) + struct.pack("<16I",
+                                                                                                        *range(16))
