@@ -22,7 +22,7 @@ from .cache import DiskCache, default_cache_dir
 from .errors import GraphInvalid, RunFailed, UserError
 from .graph import Graph, InputRef, Link
 from .ports import type_name
-from .progress import ItemLines
+from .progress import ItemLines, PlanLines
 from .registry import registry
 from .values import FileBlob, FileTree
 
@@ -126,6 +126,9 @@ def run(
     ray_address: str | None = typer.Option(None, "--ray-address", help="an existing Ray cluster (default: start one)"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     report: Path | None = typer.Option(None, "--report", help="also write the run report JSON here"),
+    max_texels: float | None = typer.Option(None, "--max-texels", help="budget: stop before texturing when the "
+                                            "atlases would hold more texels than this (sets every node's "
+                                            "max_texels param; e.g. 64e6)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     debug: bool = typer.Option(False, "--debug", help="show tracebacks"),
 ) -> None:
@@ -140,7 +143,7 @@ def run(
         if not torch.cuda.is_available():
             raise UserError("--device cuda but no CUDA device is visible", param="--device",
                             hint="install a CUDA build of torch on a GPU machine, or use --device cpu")
-    graph = _load(graph_file).apply_overrides(set).check()
+    graph = _budgeted(_load(graph_file).apply_overrides(set), max_texels).check()
     inputs = _parse_inputs(input)
     if out is not None:
         _check_writable(out)
@@ -150,7 +153,8 @@ def run(
     try:
         result = api.run(graph, inputs, cache=tiers, executor=executor, device=device,
                          executor_options={"address": ray_address} if executor == "ray" else {},
-                         listeners=[] if quiet or terminal else [ItemLines()], show_progress=terminal and not quiet)
+                         listeners=([] if quiet else [PlanLines()]) + ([] if quiet or terminal else [ItemLines()]),
+                         show_progress=terminal and not quiet)
     except RunFailed as exc:
         _write_report(exc.report, out, report)
         if DEBUG:
@@ -165,6 +169,22 @@ def run(
         for path in _write_outputs(result.outputs, out):
             typer.echo(f"wrote {path}")
     typer.echo(result.report.summary(), err=True)
+
+
+def _budgeted(graph: Graph, max_texels: float | None) -> Graph:
+    """`--max-texels`: the `max_texels` param of every node that has one (none: nothing to budget)."""
+    if max_texels is None:
+        return graph
+    if max_texels <= 0:
+        raise UserError(f"--max-texels must be positive, got {max_texels:g}", param="--max-texels")
+    for nid in graph.nodes:
+        try:
+            fields = graph.node_class(nid).Params.model_fields
+        except Exception:  # noqa: BLE001 - an unknown node type: `check()` reports it with the others
+            continue
+        if "max_texels" in fields:
+            graph.set_param(nid, "max_texels", int(max_texels))
+    return graph
 
 
 def _check_writable(out: Path) -> None:

@@ -31,8 +31,12 @@ from .spec import InputRef, Link, Source
 KEY_SCHEMA = 1  # bump when the key recipe changes: every old entry becomes a miss
 
 
-def params_json(params: BaseModel) -> Any:
-    return params.model_dump(mode="json")
+def params_json(params: BaseModel, unkeyed: tuple[str, ...] = ()) -> Any:
+    """The params as keyed: JSON, without the node type's `unkeyed_params` (budgets that never change outputs)."""
+    dumped = params.model_dump(mode="json")
+    for name in unkeyed:
+        dumped.pop(name, None)
+    return dumped
 
 
 def run_key(
@@ -269,7 +273,7 @@ class KeyBuilder:
                     inputs[port] = self._value_digest(src, value, item if port in mapped else None, port in mapped)
             else:
                 inputs[port] = self._upstream_digest(src, item if port in mapped else None, port in mapped)
-        parts = KeyParts(cls.name, cls.version, params_json(params), inputs, item, dict(sorted(nested.items())),
+        parts = KeyParts(cls.name, cls.version, params_json(params, cls.unkeyed_params), inputs, item, dict(sorted(nested.items())),
                          {p: str(s) for p, s in sorted(self.graph.nodes[node_id].inputs.items())}, files)
         self.parts[(node_id, item)] = parts
         return parts

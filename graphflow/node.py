@@ -17,7 +17,10 @@ A node type is a subclass of `Node` with
   each of them);
 - `cache`: `default` (memory + disk), `memory_only` (huge values such as
   model weights) or `never`;
-- `resources`: hints for executors (GPU, CPUs, memory).
+- `resources`: hints for executors (GPU, CPUs, memory);
+- optional `estimate(inputs, downstream)`: the cost of the run known before it
+  starts (see `Node.estimate`); `unkeyed_params` names params left out of the
+  cache key because they never change an output (a budget).
 
 Seeds: `seed` is a reserved Params field. A node whose output depends on
 random draws declares `seed: int = Field(0, ge=0, ...)`; the engine checks
@@ -136,6 +139,11 @@ class Node:
     # values every mapped item shares (the scene, all views), whose copy per item made the per-item cost
     # grow with the scene (issue 14). GRAPHFLOW_CHECK_READ_ONLY=1 (set by the tests) verifies the promise.
     reads_only: ClassVar[tuple[str, ...]] = ()
+    # Inputs `estimate` needs. The scheduler calls `estimate` as soon as their producers are done, before it
+    # starts any other node, so that a run too large for its budget stops before its first expensive node.
+    estimate_inputs: ClassVar[tuple[str, ...]] = ()
+    # Params that only decide whether a run may start (budgets), never what it makes: not part of the key.
+    unkeyed_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         if isinstance(params, self.Params):
@@ -145,6 +153,15 @@ class Node:
 
     def run(self, ctx: Context, **inputs: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def estimate(self, inputs: dict[str, Any], downstream: dict[str, tuple[str, BaseModel]]) -> str | None:
+        """What this node's run will make and cost, as one line for the log and report.json (`plan`), or None.
+
+        `inputs`: the values of `estimate_inputs` (a mapped input as its whole keyed collection);
+        `downstream`: node id -> (type name, params) of every node of the run that depends on this one,
+        for estimates that cover the work that follows. Raise `UserError` to stop the run before any more
+        work starts (a budget exceeded): the message says what to change."""
+        return None
 
     def file_dependencies(self, port: str, path: Path) -> list[Path]:
         """Files that a path input names besides itself (a .gltf's buffers and images, a

@@ -21,7 +21,8 @@ from tqdm import tqdm
 class Event:
     """Something that happened during a run.
 
-    kind: `run_start`, `node_start`, `progress`, `node_end`, `run_end`. A `node_end` has
+    kind: `run_start`, `estimate`, `node_start`, `progress`, `node_end`, `run_end`. An `estimate` has
+    `data["line"]`: what a node's run will make and cost, said before it starts (`Node.estimate`). A `node_end` has
     `data["status"]` (`ran`, `cached` or `failed`), `seconds`, `recompute` (a value gone from
     the cache was computed again) and, when failed, `message` (the one-line text) and `error`
     (`ErrorInfo.to_dict()`: message, kind, node, node_type, item, param, file, line, hint,
@@ -106,6 +107,20 @@ class ItemLines:
             line = f"{where} failed"
         stream = self.stream or sys.stderr
         stream.write(line + "\n")
+        stream.flush()
+
+
+class PlanLines:
+    """A listener that writes each `estimate` line (what a node will make and cost) as `plan: node: line`."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def __call__(self, event: Event) -> None:
+        if event.kind != "estimate":
+            return
+        stream = self.stream or sys.stderr
+        stream.write(f"plan: {event.node}: {event.data.get('line', '')}\n")
         stream.flush()
 
 

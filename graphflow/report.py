@@ -39,6 +39,7 @@ class RunReport:
     executor: str = "local"
     warnings: list[str] = field(default_factory=list)  # log warnings emitted during the run, in order
     outputs: dict[str, Any] = field(default_factory=dict)  # file outputs: files, bytes, summary (set by the CLI)
+    plan: list[str] = field(default_factory=list)  # what the run will make, said before it started (Node.estimate)
 
     def add(self, entry: ReportEntry) -> None:
         self.entries.append(entry)
@@ -67,6 +68,8 @@ class RunReport:
                "executor": self.executor, "warnings": list(self.warnings)}
         if self.outputs:
             out["outputs"] = self.outputs
+        if self.plan:
+            out["plan"] = list(self.plan)
         return out
 
     def write(self, path: Path) -> None:

@@ -50,6 +50,7 @@ class NodeState:
     keys: dict[str | None, str] = field(default_factory=dict)
     open_items: set[str | None] = field(default_factory=set)
     failed_items: int = 0
+    estimated: bool = False  # its `estimate` hook ran (or will never run: no hook, an upstream failed)
 
 
 def _joined(notes: list[str] | None) -> str | None:
@@ -133,6 +134,9 @@ class Scheduler:
             for nid in self.order:
                 state = self.states[nid]
                 if state.status == "waiting" and self._upstream_settled(nid):
+                    if not self._estimate_ready():  # a budget stopped the run
+                        self._skip_waiting()
+                        break
                     self._activate(state)
                     progressed = True
             if self.running:
@@ -142,6 +146,47 @@ class Scheduler:
                 progressed = True
             if not progressed:
                 break
+
+    def _estimate_ready(self) -> bool:
+        """Run the `estimate` hook of every node whose estimate inputs are ready, before starting any other
+        node; its line goes to the log (an `estimate` event) and report.json's `plan`. False when a hook
+        raised (a budget exceeded): the run stops there."""
+        for nid in self.order:
+            state = self.states[nid]
+            if state.estimated or not state.cls.estimate_inputs or state.status != "waiting":
+                continue
+            sources = [s for p, s in self.graph.nodes[nid].inputs.items() if p in state.cls.estimate_inputs]
+            upstream = [self.states[s.node].status for s in sources if isinstance(s, Link)]
+            if any(status != "done" for status in upstream):
+                state.estimated = any(status in ("failed", "skipped") for status in upstream)
+                continue
+            state.estimated = True
+            try:
+                line = state.cls(state.params).estimate(
+                    {p: self.store.whole(nid, p) for p in state.cls.estimate_inputs if p in self.graph.nodes[nid].inputs},
+                    self._downstream(nid))
+            except UserError as exc:
+                exc.node = exc.node or nid
+                self._fail_node(state, ErrorInfo.from_user_error(exc, state.cls.name))
+                return False
+            if line:
+                self.report.plan.append(f"{nid}: {line}")
+                self.bus.emit(Event("estimate", nid, None, {"line": line}))
+        return True
+
+    def _downstream(self, nid: str) -> dict[str, tuple[str, BaseModel]]:
+        import networkx as nx
+
+        after = nx.descendants(self.graph.to_networkx(), nid)
+        return {d: (self.graph.nodes[d].type, self.states[d].params) for d in self.order if d in after}
+
+    def _skip_waiting(self) -> None:
+        """A budget stopped the run: every node not started yet is skipped (finished work stays cached)."""
+        stopper = next(s.node_id for s in self.states.values() if s.status == "failed" and s.estimated)
+        for state in self.states.values():
+            if state.status == "waiting":
+                state.status = "skipped"
+                self.report.add(ReportEntry(state.node_id, None, "skipped", message=f"run stopped by '{stopper}'"))
 
     def _upstream_settled(self, nid: str) -> bool:
         return all(self.states[s.node].status in ("done", "failed", "skipped")

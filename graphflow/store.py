@@ -42,6 +42,10 @@ class RunStore:
         return {port: self._value(src, item if port in mapped else None, port in mapped)
                 for port, src in self.graph.nodes[node_id].inputs.items()}
 
+    def whole(self, node_id: str, port: str) -> Any:
+        """The value on one input port of a node as a whole (a keyed collection, not an item of it)."""
+        return self._value(self.graph.nodes[node_id].inputs[port], None, False)
+
     def outputs(self, wanted: list[str]) -> dict[str, Any]:
         return {name: self._value(self.graph.outputs[name], None, mapped=False) for name in wanted}
 

@@ -1,11 +1,15 @@
 """`texture.project`: each instance's swatch laid at its real size on its own atlas (see `project`)."""
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Node, Resources, UserError, register
 from nodes.types import Instance, Reference, Scene, TextureMap
 
+from .cost import DEFAULT_MAX_TEXELS, check_budget, density_warnings, estimated_seconds, instance_costs, plan_line
 from .project import ProjectionSettings, project_instance
 
 
@@ -21,6 +25,8 @@ class ProjectParams(BaseModel):
                                "metres (wide enough to span a pattern's repeat is best); 0: no blending")
     max_distortion: float = Field(0.12, gt=0, le=10, description="charts whose faces stretch more than this "
                                   "(mean |log stretch|) against one linear map get a triplanar projection")
+    max_texels: int = Field(DEFAULT_MAX_TEXELS, ge=1, description="budget: the run stops before projecting when "
+                            "all atlases together would hold more texels (CLI --max-texels); not in the cache key")
 
     @model_validator(mode="after")
     def _check(self) -> ProjectParams:
@@ -45,6 +51,18 @@ class TextureProject(Node):
     Params = ProjectParams
     map_over = ("instances", "references")
     reads_only = ("scene",)  # shared by every item: not copied per item
+    estimate_inputs = ("scene", "instances")
+    unkeyed_params = ("max_texels",)
+
+    def estimate(self, inputs: dict[str, Any], downstream: dict[str, tuple[str, BaseModel]]) -> str:
+        """The plan line (instances, texels, largest, time) and the budget and density checks (`cost`)."""
+        settings = self.params.settings()
+        costs = instance_costs(inputs["scene"], inputs["instances"], settings)
+        seconds, unknown = estimated_seconds(costs, [(self.name, self.params), *downstream.values()])
+        check_budget(costs, settings, self.params.max_texels, seconds)
+        for line in density_warnings(costs, settings):
+            logging.getLogger("graphflow.nodes.texture").warning("%s", line)
+        return plan_line(costs, seconds, unknown)
     resources = Resources(num_cpus=1, memory_mb=1024)
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference) -> TextureMap:

@@ -59,7 +59,11 @@ class ProjectionSettings:
 
 def atlas_side(charts: Charts, settings: ProjectionSettings) -> int:
     """Atlas side in texels: the density over the surface's UV area, a power of two, clamped."""
-    surface, uv = float(charts.area.sum()), float(charts.uv_area.sum())
+    return atlas_side_of(float(charts.area.sum()), float(charts.uv_area.sum()), settings)
+
+
+def atlas_side_of(surface: float, uv: float, settings: ProjectionSettings) -> int:
+    """`atlas_side` from the surface area (m²) and the UV area (UV units) alone (the cost check, issue 23)."""
     if surface <= 0 or uv <= 0:
         return settings.min_size
     wanted = settings.texels_per_metre * math.sqrt(surface / uv)

@@ -23,7 +23,7 @@ from PIL import Image
 from scene_builders import GltfDoc, pack_glb, quad
 
 from graphflow import UserError
-from nodes.scene.loader import load_scene
+from nodes.scene.loader import require_part_textures, load_scene
 from nodes.types import Scene
 
 ASSETS = Path(__file__).resolve().parents[2].parent / "shared" / "assets"
@@ -185,18 +185,19 @@ def _textured_quad_gltf(tmp_path: Path, image_uri: str) -> Path:
 
 
 def test_texture_problems_name_the_image(tmp_path: Path) -> None:
+    """A missing, corrupt or oversized source image does not stop the load (issue 23): the part records it,
+    and a node that reads source textures raises naming the image file."""
     Image.new("RGB", (8, 4), (255, 0, 0)).save(tmp_path / "ok.png")
     scene = load_scene(_textured_quad_gltf(tmp_path, "ok.png"))
     assert scene.part_textures[0] is not None and scene.part_textures[0].shape == (3, 4, 8)
-    with pytest.raises(UserError) as err:
-        load_scene(_textured_quad_gltf(tmp_path, "gone.png"))
-    assert err.value.file.endswith("gone.png")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(UserError) as err:
-        load_scene(_textured_quad_gltf(tmp_path, "bad.png"))
-    assert err.value.file.endswith("bad.png")
-    with pytest.raises(UserError, match="over the limit"):
-        load_scene(_textured_quad_gltf(tmp_path, "ok.png"), max_pixels=10)
+    for uri, max_pixels, said in (("gone.png", 10**8, "does not exist"), ("bad.png", 10**8, "not a readable image"),
+                                  ("ok.png", 10, "over the limit")):
+        scene = load_scene(_textured_quad_gltf(tmp_path, uri), max_pixels=max_pixels)
+        assert scene.part_textures[0] is None and said in scene.part_info[0]["unreadable_texture"]["reason"]
+        with pytest.raises(UserError) as err:
+            require_part_textures(scene, [0])
+        assert err.value.file.endswith(uri) and "png" in err.value.message
 
 
 # ---------------------------------------------------------------- fuzzing

@@ -66,3 +66,31 @@ def textured_quad(folder: Path, image: dict[str, Any], image_bytes: bytes | None
 # like to a reader that cannot decode KTX2.
 KTX2_BYTES = bytes([0xAB, 0x4B, 0x54, 0x58, 0x20, 0x32, 0x30, 0xBB, 0x0D, 0x0A, 0x1A, 0x0A]) + struct.pack("<16I",
                                                                                                         *range(16))
+
+
+def skeletons_glb(path: Path, copies: int = 84, height: float = 90.0) -> Path:
+    """RecursiveSkeletons-like: one 76-triangle mesh (a 19-segment tube: 38 side, 38 cap triangles, each
+    segment `height` / 10 long, UVs wrapped once) used by `copies` nodes stacked in a column `height` units
+    tall, authored in centimetres but written without saying so (read as metres)."""
+    segments, length, radius = 19, height / 10, height / 60
+    angle = np.linspace(0, 2 * np.pi, segments + 1)
+    ring = np.stack([np.cos(angle) * radius, np.sin(angle) * radius], -1)
+    bottom, top = np.c_[ring[:, 0], np.zeros(segments + 1), ring[:, 1]], np.c_[ring[:, 0], np.full(segments + 1, length),
+                                                                                ring[:, 1]]
+    centres = np.array([[0, 0, 0], [0, length, 0]])
+    positions = np.concatenate([bottom, top, bottom, top, centres]).astype(np.float32)
+    around = angle / (2 * np.pi) * 0.98 + 0.01
+    circle = np.c_[np.cos(angle), np.sin(angle)] * 0.2
+    uvs = np.concatenate([np.c_[around, np.full(segments + 1, 0.45)], np.c_[around, np.full(segments + 1, 0.01)],
+                          circle + [0.25, 0.75], circle + [0.75, 0.75], [[0.25, 0.75], [0.75, 0.75]]])
+    k = np.arange(segments)
+    n = segments + 1
+    side = np.concatenate([np.stack([k, k + n, k + 1], 1), np.stack([k + 1, k + n, k + n + 1], 1)])
+    caps = np.concatenate([np.stack([np.full(segments, 4 * n), 2 * n + k + 1, 2 * n + k], 1),
+                           np.stack([np.full(segments, 4 * n + 1), 3 * n + k, 3 * n + k + 1], 1)])
+    faces = np.concatenate([side, caps])
+    assert len(faces) == 76
+    nodes = [{"name": f"bone_{i}", "mesh": 0, "translation": [float(i % 4) * radius * 3, float(i // 4) * height / 21, 0.0]}
+             for i in range(copies)]
+    path.write_bytes(GltfDoc([[Prim(positions, faces.reshape(-1), uvs=uvs.astype(np.float32))]], nodes).glb())
+    return path
