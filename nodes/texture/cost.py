@@ -8,13 +8,11 @@ texels of all atlases are the run's size: every stage after the projection
 
 Time: per node type of the run (this node and the ones after it), seconds =
 `fixed` per instance + `per_mtexel` per million atlas texels, times steps over
-the measured steps where the node has `steps`. The constants (`RATES`) were
-measured on the demo room (`graphs/demo_room.yaml`, 7 instances, 0.44 M
-texels at 128 texels/m) on this project's 2-core machine by fitting
-seconds = fixed + per_mtexel * texels over its 7 items (report.json), see
-`RATES_SOURCE`. Node types without a rate count nothing (the estimate says how
-many); so the estimate is an order of magnitude, good enough to tell seconds
-from hours.
+the measured steps where the node has `steps`. The constants (`RATES`, source
+in `RATES_SOURCE`) come from `bench/cost_rates.py`: the demo room's run
+through the shipped graph, each node's seconds over the texels it served.
+Node types without a rate count nothing (the line says how many). The
+estimate is an order of magnitude, good enough to tell seconds from hours.
 
 Budget: above `max_texels` the run stops before the projection with exit 2,
 naming the largest instances and what to change: the unit (a centimetre file
@@ -34,17 +32,24 @@ from nodes.types import Instance, Scene
 
 from .project import ProjectionSettings, atlas_side_of
 
-# 64 M texels: 64 instances at 1024², about 20 min of the shipped texture_scene graph on 2 cores (RATES);
-# a centimetre scene read as metres asks for far more (RecursiveSkeletons: 84 x 1024² = 88 M).
-DEFAULT_MAX_TEXELS = 64_000_000
-RATES_SOURCE = "graphs/demo_room.yaml on 2 shared cores, 2026-12-07, least squares over its 7 instances"
-# node type -> (seconds per instance, seconds per million texels, steps they were measured at or None)
+# 16 full-size (1024²) atlases: about 50 min of the shipped texture_scene graph and 8 min of
+# preview_projection on 2 cores (RATES); a centimetre scene read as metres asks for far more
+# (RecursiveSkeletons: 84 x 1024² = 88 M texels, hours).
+DEFAULT_MAX_TEXELS = 16 * 1024 * 1024
+RATES_SOURCE = ("bench/cost_rates.py on graphs/demo_room.yaml (7 instances, 1.44 M texels), 2 shared cores, "
+                "2026-12-07: seconds are CPU seconds over threads; fixed costs from 84 instances of 64² "
+                "(preview_projection on tests' skeletons_glb)")
+# node type -> (seconds per instance, seconds per million atlas texels, steps they were measured at or None)
 RATES: dict[str, tuple[float, float, int | None]] = {
-    "texture.project": (0.1, 3.0, None),
-    "distill.semantic": (4.0, 60.0, 30),
-    "distill.pixel": (2.0, 30.0, 20),
-    "superres.anchored": (2.0, 40.0, 20),
-    "brdf.decompose": (1.0, 20.0, None),
+    "texture.project": (0.03, 2.9, None),
+    "distill.semantic": (0.0, 23.3, 30),
+    "distill.pixel": (0.0, 34.1, 20),
+    "superres.anchored": (0.0, 78.0, 20),
+    "brdf.decompose": (0.07, 11.8, None),
+    "export.gltf": (0.0, 8.2, None),
+    "export.usd": (0.0, 7.7, None),
+    "export.materialx": (0.0, 8.1, None),
+    "preview.render": (0.0, 6.4, None),
 }
 TOO_SMALL_SIDE = 2.0  # an instance under this many texels across at the density: the scene is tiny for it
 TOO_LARGE_FACTOR = 2.0  # wanted side over max_size by this factor: the textures are that much coarser

@@ -90,7 +90,8 @@ def skeletons_glb(path: Path, copies: int = 84, height: float = 90.0) -> Path:
                            np.stack([np.full(segments, 4 * n + 1), 3 * n + k, 3 * n + k + 1], 1)])
     faces = np.concatenate([side, caps])
     assert len(faces) == 76
-    nodes = [{"name": f"bone_{i}", "mesh": 0, "translation": [float(i % 4) * radius * 3, float(i // 4) * height / 21, 0.0]}
+    step = (height - length) / max((copies - 1) // 4, 1)  # the column is `height` tall whatever `copies` is
+    nodes = [{"name": f"bone_{i}", "mesh": 0, "translation": [float(i % 4) * radius * 3, float(i // 4) * step, 0.0]}
              for i in range(copies)]
     path.write_bytes(GltfDoc([[Prim(positions, faces.reshape(-1), uvs=uvs.astype(np.float32))]], nodes).glb())
     return path
