@@ -47,7 +47,8 @@ class TextureProject(Node):
     seams. A fast preview on its own, and the start of `distill.semantic`."""
 
     name = "texture.project"
-    version = 2  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
+    version = 3  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
+    # 3: charts of equal area (to 6 digits) keep their order, whatever the scene's unit (issue 23)
     Params = ProjectParams
     map_over = ("instances", "references")
     reads_only = ("scene",)  # shared by every item: not copied per item

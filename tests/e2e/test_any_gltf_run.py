@@ -4,6 +4,8 @@
   preview graph (which replaces source textures) exits 0 with one warning line and a note in report.json, and
   its asset passes the Khronos validator; `pbr_from_textured` (which reads them) exits 2 naming the file and
   its extension;
+- a millimetre room (units auto) and 0.35 mm spheres: exit 0, the unit in report.json, a valid asset; the
+  spheres with the warning that they are too small for the texel density;
 - a centimetre scene read as metres (`units: m`): exit 2 before any projection, saying what to change;
   `--max-texels` reaches the budget of the demo room.
 """
@@ -21,7 +23,7 @@ from PIL import Image
 from nodes.export.validator import issue_summary, validate_glb, validator_available
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scene"))
-from unit_scenes import KTX2_BYTES, skeletons_glb, textured_quad  # noqa: E402
+from unit_scenes import KTX2_BYTES, demo_room_glb, skeletons_glb, textured_quad, tiny_spheres_glb  # noqa: E402
 
 PREVIEW = ["--set", "project.params.texels_per_metre=16", "--set", "project.params.min_size=16",
            "--set", "project.params.max_size=32", "--set", "brdf.params.steps=2", "--set", "brdf.params.ao_rays=4",
@@ -85,3 +87,23 @@ def test_a_budget_stops_a_scene_in_the_wrong_unit_before_any_projection(tmp_path
     demo = graphflow_cli("run", str(GRAPHS / "demo_room.yaml"), "--max-texels", "1000", "--out",
                          str(tmp_path / "demo"), "--cache", str(tmp_path / "cache"), "-q", cwd=tmp_path)
     assert demo.returncode == 2 and "max_texels = 0.0 M" in demo.stderr, demo.stderr[-2000:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["mm_room", "tiny_spheres"])
+def test_scenes_in_other_sizes_are_textured_with_a_valid_asset(tmp_path: Path, case: str) -> None:
+    scene = demo_room_glb(tmp_path / "room.glb", "mm") if case == "mm_room" else tiny_spheres_glb(tmp_path / "s.glb")
+    out = tmp_path / "out"
+    done = graphflow_cli("run", str(GRAPHS / "preview_projection.yaml"), "--input", f"scene={scene}",
+                         "--input", f"references={_references(tmp_path)}", "--out", str(out), "--cache",
+                         str(tmp_path / "cache"), *PREVIEW[2:], cwd=tmp_path)  # the graph's own density
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    note = next(e["note"] for e in report["nodes"] if e["node"] == "scene")
+    assert note.startswith("units: mm (auto:" if case == "mm_room" else "units: m (auto: the file's unit"), note
+    assert report["plan"][0].startswith("project: 7 instance(s)" if case == "mm_room" else "project: 3 instance(s)")
+    warned = [w for w in report["warnings"] if "too small for this density" in w]
+    assert len(warned) == (1 if case == "tiny_spheres" else 0), report["warnings"]
+    if validator_available():
+        checked = validate_glb(out / "asset.glb")
+        assert checked["issues"]["numErrors"] == 0 and checked["issues"]["numWarnings"] == 0, issue_summary(checked)

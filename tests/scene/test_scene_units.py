@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scene_builders import GltfDoc, Prim
-from unit_scenes import demo_room_glb
+from unit_scenes import demo_room_glb, tiny_spheres_glb
 
 import nodes.catalog  # noqa: F401 - registers the nodes
 from nodes.scene.demo_room import build_room_references
@@ -83,17 +82,7 @@ def test_auto_keeps_plausible_metres_and_judges_parts() -> None:
 def test_a_scene_a_third_of_a_millimetre_wide_loads(tmp_path: Path) -> None:
     """MetalRoughSpheresNoTextures-like: 0.35 mm spheres with UVs that need unwrapping; xatlas used to
     return NaN UVs for them ("coordinates too large ... overflow float32")."""
-    rings, segments = 12, 16
-    theta, phi = np.meshgrid(np.linspace(0, np.pi, rings + 1), np.linspace(0, 2 * np.pi, segments + 1), indexing="ij")
-    unit = np.stack([np.sin(theta) * np.cos(phi), np.cos(theta), np.sin(theta) * np.sin(phi)], -1).reshape(-1, 3)
-    grid = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
-    a, b, c, d = grid[:-1, :-1], grid[:-1, 1:], grid[1:, :-1], grid[1:, 1:]
-    faces = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
-    uvs = unit[:, [0, 2]] * 0.5 + 0.5  # a planar projection: the two halves overlap, so it is unwrapped
-    sphere = Prim(unit * 0.00035, faces.reshape(-1), uvs=uvs, normals=unit)
-    doc = GltfDoc([[sphere]], [{"name": f"s{i}", "mesh": 0, "translation": [0.001 * i, 0.0, 0.0]} for i in range(3)])
-    path = tmp_path / "spheres.glb"
-    path.write_bytes(doc.glb())
+    path = tiny_spheres_glb(tmp_path / "spheres.glb")
     scene = load_scene(path, units="auto")
     assert scene.units == "m" and torch.isfinite(scene.uvs).all()
     assert float(scene.positions.abs().max()) < 0.003

@@ -95,3 +95,18 @@ def skeletons_glb(path: Path, copies: int = 84, height: float = 90.0) -> Path:
              for i in range(copies)]
     path.write_bytes(GltfDoc([[Prim(positions, faces.reshape(-1), uvs=uvs.astype(np.float32))]], nodes).glb())
     return path
+
+
+def tiny_spheres_glb(path: Path, radius: float = 0.00035, copies: int = 3) -> Path:
+    """MetalRoughSpheresNoTextures-like: spheres of radius 0.35 mm a millimetre apart, whose planar UVs
+    overlap (the two hemispheres), so the loader unwraps them with xatlas."""
+    rings, segments = 12, 16
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, rings + 1), np.linspace(0, 2 * np.pi, segments + 1), indexing="ij")
+    unit = np.stack([np.sin(theta) * np.cos(phi), np.cos(theta), np.sin(theta) * np.sin(phi)], -1).reshape(-1, 3)
+    grid = np.arange((rings + 1) * (segments + 1)).reshape(rings + 1, segments + 1)
+    a, b, c, d = grid[:-1, :-1], grid[:-1, 1:], grid[1:, :-1], grid[1:, 1:]
+    faces = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
+    sphere = Prim(unit * radius, faces.reshape(-1), uvs=unit[:, [0, 2]] * 0.5 + 0.5, normals=unit)
+    nodes = [{"name": f"sphere_{i}", "mesh": 0, "translation": [0.001 * i, 0.0, 0.0]} for i in range(copies)]
+    path.write_bytes(GltfDoc([[sphere]], nodes).glb())
+    return path
