@@ -2,9 +2,10 @@
 
 Runs `graphs/demo_room.yaml` through the real CLI (or reads the report.json of such a run with --report),
 computes each instance's atlas texels with `cost.instance_costs` (texture.project's own rule) and measures, per
-node type after the projection, seconds per million atlas texels (`fit`). Seconds are each item's CPU seconds over its threads (report.json `cpu_seconds / cpu_threads`): what
-the item takes on an idle machine with the node's threads, so a run on a busy shared machine still measures
-the work, not the queue. Prints the RATES table to paste, then one JSON line.
+node type after the projection, seconds per million atlas texels (`fit`). Seconds are each item's CPU seconds
+over its threads (report.json `cpu_seconds / cpu_threads`): what the item takes on an idle machine with the
+node's threads, so a run on a busy shared machine still measures the work, not the queue. Prints the RATES
+table to paste, then one JSON line.
 
     python bench/cost_rates.py                       # runs the demo graph (minutes on 2 cores)
     python bench/cost_rates.py --report out/report.json

@@ -273,7 +273,8 @@ class KeyBuilder:
                     inputs[port] = self._value_digest(src, value, item if port in mapped else None, port in mapped)
             else:
                 inputs[port] = self._upstream_digest(src, item if port in mapped else None, port in mapped)
-        parts = KeyParts(cls.name, cls.version, params_json(params, cls.unkeyed_params), inputs, item, dict(sorted(nested.items())),
+        parts = KeyParts(cls.name, cls.version, params_json(params, cls.unkeyed_params), inputs, item,
+                         dict(sorted(nested.items())),
                          {p: str(s) for p, s in sorted(self.graph.nodes[node_id].inputs.items())}, files)
         self.parts[(node_id, item)] = parts
         return parts

@@ -161,10 +161,10 @@ class Scheduler:
                 state.estimated = any(status in ("failed", "skipped") for status in upstream)
                 continue
             state.estimated = True
+            ports = [p for p in state.cls.estimate_inputs if p in self.graph.nodes[nid].inputs]
             try:
-                line = state.cls(state.params).estimate(
-                    {p: self.store.whole(nid, p) for p in state.cls.estimate_inputs if p in self.graph.nodes[nid].inputs},
-                    self._downstream(nid))
+                line = state.cls(state.params).estimate({p: self.store.whole(nid, p) for p in ports},
+                                                        self._downstream(nid))
             except UserError as exc:
                 exc.node = exc.node or nid
                 self._fail_node(state, ErrorInfo.from_user_error(exc, state.cls.name))

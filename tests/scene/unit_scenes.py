@@ -75,8 +75,8 @@ def skeletons_glb(path: Path, copies: int = 84, height: float = 90.0) -> Path:
     segments, length, radius = 19, height / 10, height / 60
     angle = np.linspace(0, 2 * np.pi, segments + 1)
     ring = np.stack([np.cos(angle) * radius, np.sin(angle) * radius], -1)
-    bottom, top = np.c_[ring[:, 0], np.zeros(segments + 1), ring[:, 1]], np.c_[ring[:, 0], np.full(segments + 1, length),
-                                                                                ring[:, 1]]
+    bottom = np.c_[ring[:, 0], np.zeros(segments + 1), ring[:, 1]]
+    top = np.c_[ring[:, 0], np.full(segments + 1, length), ring[:, 1]]
     centres = np.array([[0, 0, 0], [0, length, 0]])
     positions = np.concatenate([bottom, top, bottom, top, centres]).astype(np.float32)
     around = angle / (2 * np.pi) * 0.98 + 0.01
