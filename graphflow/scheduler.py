@@ -134,8 +134,9 @@ class Scheduler:
             for nid in self.order:
                 state = self.states[nid]
                 if state.status == "waiting" and self._upstream_settled(nid):
-                    if not self._estimate_ready():  # a budget stopped the run
-                        self._skip_waiting()
+                    stopper = self._estimate_ready()
+                    if stopper is not None:  # a budget stopped the run
+                        self._skip_waiting(stopper)
                         break
                     self._activate(state)
                     progressed = True
@@ -147,10 +148,10 @@ class Scheduler:
             if not progressed:
                 break
 
-    def _estimate_ready(self) -> bool:
+    def _estimate_ready(self) -> str | None:
         """Run the `estimate` hook of every node whose estimate inputs are ready, before starting any other
-        node; its line goes to the log (an `estimate` event) and report.json's `plan`. False when a hook
-        raised (a budget exceeded): the run stops there."""
+        node; its line goes to the log (an `estimate` event) and report.json's `plan`. Returns the node whose
+        hook raised (a budget exceeded; the run stops there), else None."""
         for nid in self.order:
             state = self.states[nid]
             if state.estimated or not state.cls.estimate_inputs or state.status != "waiting":
@@ -168,11 +169,11 @@ class Scheduler:
             except UserError as exc:
                 exc.node = exc.node or nid
                 self._fail_node(state, ErrorInfo.from_user_error(exc, state.cls.name))
-                return False
+                return nid
             if line:
                 self.report.plan.append(f"{nid}: {line}")
                 self.bus.emit(Event("estimate", nid, None, {"line": line}))
-        return True
+        return None
 
     def _downstream(self, nid: str) -> dict[str, tuple[str, BaseModel]]:
         import networkx as nx
@@ -180,9 +181,8 @@ class Scheduler:
         after = nx.descendants(self.graph.to_networkx(), nid)
         return {d: (self.graph.nodes[d].type, self.states[d].params) for d in self.order if d in after}
 
-    def _skip_waiting(self) -> None:
+    def _skip_waiting(self, stopper: str) -> None:
         """A budget stopped the run: every node not started yet is skipped (finished work stays cached)."""
-        stopper = next(s.node_id for s in self.states.values() if s.status == "failed" and s.estimated)
         for state in self.states.values():
             if state.status == "waiting":
                 state.status = "skipped"
