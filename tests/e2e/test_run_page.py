@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -73,10 +76,6 @@ def test_open_needs_a_page_and_hands_it_to_the_browser(demo_small: dict[str, Pat
     browser = tmp_path / "browser.sh"  # a real command standing in for the desktop's browser ($BROWSER)
     browser.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
     browser.chmod(0o755)
-    import os
-    import subprocess
-    import sys
-
     env = {**os.environ, "BROWSER": str(browser)}
     res = subprocess.run([sys.executable, "-m", "graphflow.cli", "open", str(demo_small["out"])], capture_output=True,
                          text=True, env=env, cwd=tmp_path, timeout=60)

@@ -100,8 +100,8 @@
     const g = c.getContext('2d');
     const grad = g.createLinearGradient(0, 0, 0, 256);
     if (kind === 'sunset') {
-      grad.addColorStop(0, '#26355e'); grad.addColorStop(0.45, '#e9a66b'); grad.addColorStop(0.5, '#f6d3a0');
-      grad.addColorStop(0.52, '#6b5a4a'); grad.addColorStop(1, '#2a241f');
+      grad.addColorStop(0, '#5d7fb8'); grad.addColorStop(0.4, '#f0c08a'); grad.addColorStop(0.5, '#fbe3bf');
+      grad.addColorStop(0.52, '#9a8672'); grad.addColorStop(1, '#4d4338');
     } else {
       grad.addColorStop(0, '#dfe6ee'); grad.addColorStop(0.5, '#c4ccd6'); grad.addColorStop(0.52, '#8a8f96'); grad.addColorStop(1, '#55595e');
     }
