@@ -221,14 +221,18 @@ class Chromium:
                                                    "clickCount": 1})
 
     def screenshot(self, clip: tuple[float, float, float, float] | None = None, full_page: bool = False) -> bytes:
-        """PNG bytes of the viewport, of `clip` (x, y, width, height in CSS px), or of the whole page."""
+        """PNG bytes of the viewport, of `clip` (x, y, width, height in CSS px of the viewport, as
+        getBoundingClientRect gives them), or of the whole page."""
         params: dict[str, Any] = {"format": "png"}
+        metrics = self.page("Page.getLayoutMetrics")
         if full_page:
-            size = self.page("Page.getLayoutMetrics")["cssContentSize"]
-            clip = (0, 0, size["width"], size["height"])
+            size = metrics["cssContentSize"]
             params["captureBeyondViewport"] = True
-        if clip is not None:
-            params["clip"] = {"x": clip[0], "y": clip[1], "width": clip[2], "height": clip[3], "scale": 1}
+            params["clip"] = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        elif clip is not None:  # the protocol's clip is in page coordinates: add the scroll offset
+            view = metrics["cssVisualViewport"]
+            params["clip"] = {"x": clip[0] + view["pageX"], "y": clip[1] + view["pageY"], "width": clip[2],
+                              "height": clip[3], "scale": 1}
         return base64.b64decode(self.page("Page.captureScreenshot", params)["data"])
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ LABELS = {
     "sw_to_reference": ("structure distance to the swatch at real size (patch sliced-Wasserstein)", ""),
     "init": ("kept candidate", ""), "superres_choice": ("super-resolution kept", ""),
     "charts": ("UV charts", ""), "triplanar_charts": ("triplanar charts", ""), "seam_edges": ("seam edges", ""),
-    "surface_area_m2": ("surface", "m²"), "texels_per_metre": ("texel density", "px/m"),
+    "surface_area_m2": ("surface", "m²"), "texels_per_metre": ("swatch sampled at", "texels/m"),
     "note": ("note", ""), "stage": ("last texture stage", ""), "prior": ("prior", ""), "steps": ("steps", ""),
 }
 HIDDEN = {"instance", "projection", "swatch_size_m", "mode", "atlas_size", "size", "lr", "restarted", "factor"}
@@ -95,8 +95,8 @@ def focus(mask: torch.Tensor, window: int) -> list[int]:
 
 
 def mean_density(scene: Scene, instance: Instance, size: tuple[int, int]) -> float | None:
-    """Texels per metre over the instance's surface (sqrt of UV area in texels over world area): the scale of
-    an atlas whose texture stage recorded none (e.g. the input's own UVs in pbr_from_textured)."""
+    """Texels per metre of an atlas of `size` over the instance's surface: sqrt(UV area in texels / surface
+    area), exact where the charts share one scale (texture.project's layouts, xatlas), the mean otherwise."""
     faces = scene.faces[instance.face_mask]
     if faces.numel() == 0:
         return None
@@ -141,10 +141,10 @@ def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, tex
     """Everything the page shows about one instance except its files."""
     info = dict(texture.info) if texture is not None else {}
     size = (int(maps.albedo.shape[-2]), int(maps.albedo.shape[-1]))
-    tpm = maps.info.get("texels_per_metre", info.get("texels_per_metre"))
-    measured_scale = tpm is not None
-    if tpm is None:
-        tpm = mean_density(scene, instance, size)
+    # The atlas image's own scale: its UV area in texels over the surface. A texture stage's
+    # `texels_per_metre` is the density it sampled the swatch at (a measure, listed below); the atlas side
+    # is that density rounded to a power of two and clamped, so its texels per metre can differ.
+    tpm = mean_density(scene, instance, size)
     swatch_m = float(reference.size) if reference is not None and reference.images else None
     # one scale per row: the swatch's width at WINDOW px; without a swatch, a window of the atlas at 1 px per texel
     px_per_m = WINDOW / swatch_m if swatch_m else (float(tpm) if tpm else None)
@@ -155,8 +155,8 @@ def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, tex
         "mode": getattr(reference, "mode", None) if reference is not None else None,
         "prompt": getattr(reference, "prompt", None) if reference is not None else None,
         "bbox": [[round(float(v), 5) for v in row] for row in instance.bbox.tolist()], "triangles": faces,
-        "atlas_px": [size[1], size[0]], "texels_per_metre": float(tpm) if tpm else None,
-        "scale_measured": measured_scale, "px_per_metre": px_per_m,
+        "atlas_px": [size[1], size[0]], "texels_per_metre": round(tpm, 3) if tpm else None,
+        "px_per_metre": px_per_m,
         "focus": focus(maps.mask, window_texels), "swatch_m": swatch_m,
         "measures": measures(info, dict(maps.info)),
     }

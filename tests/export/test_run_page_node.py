@@ -2,6 +2,7 @@
 tests/e2e/test_run_page.py opens the demo's page in Chromium)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -12,7 +13,7 @@ from graphflow import FileBlob, Keyed, UserError
 from graphflow.report import ReportEntry, RunReport
 from graphflow.testing import make_context
 from nodes.report.nodes import RunPage
-from nodes.report.page import focus, measures
+from nodes.report.page import focus, mean_density, measures
 from nodes.types import Reference, TextureMap
 
 
@@ -63,7 +64,13 @@ def test_swatch_scale_and_measures_come_from_the_run(exports: dict) -> None:
     inst = next(i for i in page_data(tree.files)["instances"] if i["name"] == name)
     assert inst["swatches"] == [{"src": "index_files/swatches/_2_seat_sofa_0.png", "px": [80, 40], "width_m": 0.4}]
     assert tree.files["index_files/swatches/_2_seat_sofa_0.png"][:4] == b"\x89PNG"
-    assert inst["px_per_metre"] == pytest.approx(200 / 0.4) and inst["texels_per_metre"] == 64.0
+    # the atlas's own scale (UV area over surface), not the density the swatch was sampled at (info)
+    scene, instance = exports["inputs"]["scene"], exports["inputs"]["instances"][name]
+    density = mean_density(scene, instance, (32, 32))
+    assert inst["px_per_metre"] == pytest.approx(200 / 0.4) and inst["texels_per_metre"] == pytest.approx(density, abs=1e-3)
+    assert mean_density(dataclasses.replace(scene, positions=scene.positions * 2), instance, (32, 32)) \
+        == pytest.approx(density / 2)
+    assert mean_density(scene, instance, (64, 64)) == pytest.approx(2 * density)
     rows = {key: value for _, value, key in inst["measures"]}
     assert rows["sw_to_reference"] == "0.0123" and rows["note"] == info["note"] and "projection" not in rows
 

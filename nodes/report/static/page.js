@@ -205,8 +205,7 @@
   }
 
   function instanceCard(inst, whole) {
-    const scale = inst.texels_per_metre
-      ? `${Math.round(inst.texels_per_metre)} texels/m${inst.scale_measured ? '' : ' (mean over the surface)'}` : 'no scale';
+    const scale = inst.texels_per_metre ? `atlas scale ${Math.round(inst.texels_per_metre)} texels/m` : 'no atlas scale';
     const meta = [inst.material, inst.mode && `mode ${inst.mode}`, inst.swatch_m && `swatch ${fmtM(inst.swatch_m)} wide`,
       `${inst.triangles} triangles`, `atlas ${inst.atlas_px[0]}×${inst.atlas_px[1]}`, scale].filter(Boolean).join(' · ');
     const panels = el('div', { class: 'panels' }, ...swatchPanels(inst),
@@ -346,6 +345,10 @@
   // ------------------------------------------------------------------ header
   function header() {
     const links = document.getElementById('links'), line = document.getElementById('runline');
+    if (RUN && RUN.graph && RUN.graph.name) {
+      const h1 = document.querySelector('header h1');
+      h1.append(el('span', { class: 'graph-name', text: ` · ${RUN.graph.name}` }));
+    }
     if (!RUN) { line.textContent = 'report.js is missing: run data (statuses, seconds, links) is written by `graphflow run --out DIR`.'; return; }
     const files = [];
     for (const o of Object.values(RUN.outputs || {})) {
