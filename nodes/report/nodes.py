@@ -36,7 +36,7 @@ class RunPage(Node):
         if missing:
             raise UserError(f"pbr has instances that 'instances' lacks: {', '.join(missing)}", node=ctx.node_id,
                             hint="connect the same segment output that fed brdf.decompose")
-        if not asset.data[:4] == b"glTF":
+        if asset.data[:4] != b"glTF":
             raise UserError("input 'asset' is not a binary glTF (.glb)", node=ctx.node_id,
                             hint="connect export.gltf's output")
         files, summary = page_files(scene, dict(instances.items()), dict(pbr.items()), asset,
