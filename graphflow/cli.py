@@ -97,11 +97,22 @@ def output_entries(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return entries
 
 
+def _unchanged(path: Path, data: bytes) -> bool:
+    """The file is already there with these very bytes (a re-run with nothing changed rewrites nothing)."""
+    try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
 def _write_outputs(outputs: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Write every file output under `out_dir` atomically (temp file + rename)."""
+    """Write every file output under `out_dir` atomically (temp file + rename); a file that already holds
+    the same bytes is left alone (its time stamp too). Returns the paths written."""
     written = []
     for rel, (name, data) in _output_files(outputs).items():
         path = out_dir / rel
+        if _unchanged(path, data):
+            continue
         tmp = path.with_name(f".{path.name}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +167,7 @@ def run(
                          listeners=([] if quiet else [PlanLines()]) + ([] if quiet or terminal else [ItemLines()]),
                          show_progress=terminal and not quiet)
     except RunFailed as exc:
-        _write_report(exc.report, out, report)
+        _write_report(exc.report, out, report, graph)
         if DEBUG:
             for detail in exc.details:
                 typer.echo(detail, err=True)
@@ -164,10 +175,14 @@ def run(
         _fail(str(exc), 2 if exc.user_error else 1)
         return
     result.report.outputs = output_entries(result.outputs)
-    _write_report(result.report, out, report)
+    _write_report(result.report, out, report, graph)
     if out is not None:
-        for path in _write_outputs(result.outputs, out):
+        written = _write_outputs(result.outputs, out)
+        for path in written:
             typer.echo(f"wrote {path}")
+        unchanged = len(_output_files(result.outputs)) - len(written)
+        if unchanged:
+            typer.echo(f"{unchanged} file{'s' if unchanged != 1 else ''} in {out} already up to date")
     typer.echo(result.report.summary(), err=True)
 
 
@@ -198,9 +213,12 @@ def _check_writable(out: Path) -> None:
                         hint="pass a writable --out DIR") from exc
 
 
-def _write_report(rep: Any, out: Path | None, report: Path | None) -> None:
+def _write_report(rep: Any, out: Path | None, report: Path | None, graph: Graph) -> None:
     if out is not None:
         rep.write(out / "report.json")
+        # the same report as a classic script, with the graph's nodes and edges: the run page (index.html,
+        # report.page) opened from file:// may run a script beside it but not fetch report.json
+        rep.write_script(out / "report.js", graph_description(graph))
     if report is not None:
         rep.write(report)
 
@@ -213,6 +231,23 @@ def _parse_bytes(text: str) -> int | None:
     if unit not in units or not num:
         raise UserError(f"cannot parse a size from {text!r}", param="--cache-mem", hint="e.g. 512MiB or 4GiB")
     return int(float(num) * units[unit])
+
+
+@app.command("open")
+def open_page(out: Path = typer.Argument(..., help="the --out DIR of a run")) -> None:
+    """Open a run's page (OUT/index.html, written by the report.page node) in the default browser."""
+    import webbrowser
+
+    page = Path(out) / "index.html"
+    if not page.is_file():
+        raise UserError(f"no run page in {out}: {page.name} is missing", file=str(page),
+                        hint="run a graph with a report.page node (every shipped texturing graph has one) "
+                             "with --out DIR, then `graphflow open DIR`")
+    url = page.resolve().as_uri()
+    if not webbrowser.open(url):
+        raise UserError(f"no browser could be started for {url}", file=str(page),
+                        hint="open that file in a browser by hand")
+    typer.echo(f"opened {url}")
 
 
 @app.command()
@@ -248,6 +283,16 @@ def _graph_edges(graph: Graph) -> list[tuple[str, str, str, str | None]]:
             left = f"in_{src.name}" if isinstance(src, InputRef) else src.node
             edges.append((left, nid, port, src.output if isinstance(src, Link) else None))
     return edges
+
+
+def graph_description(graph: Graph) -> dict[str, Any]:
+    """The graph as JSON data for pages: per node its type and inputs (port, source node or graph input,
+    source output), the graph inputs and which node each output comes from."""
+    nodes: dict[str, Any] = {nid: {"type": spec.type, "inputs": []} for nid, spec in graph.nodes.items()}
+    for left, nid, port, output in _graph_edges(graph):
+        nodes[nid]["inputs"].append({"port": port, "from": left, "output": output})
+    return {"name": graph.name, "nodes": nodes, "inputs": list(graph.inputs),
+            "outputs": {name: node for name, node in _graph_outputs(graph)}}
 
 
 def _graph_outputs(graph: Graph) -> list[tuple[str, str | None]]:

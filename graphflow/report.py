@@ -75,6 +75,16 @@ class RunReport:
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
+    def write_script(self, path: Path, graph: dict[str, Any] | None = None) -> None:
+        """The report as a classic script, `window.GRAPHFLOW_RUN = {...};` (plus `graph`, the graph's
+        nodes and edges, when given): what a page opened from file:// can read, since browsers refuse
+        it `fetch()` of report.json but run a script beside it."""
+        data = self.to_dict()
+        if graph is not None:
+            data["graph"] = graph
+        text = json.dumps(data, indent=1).replace("</", "<\\/")  # never close the page's <script> early
+        path.write_text(f"window.GRAPHFLOW_RUN = {text};\n")
+
     def summary(self) -> str:
         """One line: how many node runs and items, what ran, what came from the cache, warnings.
 

@@ -13,6 +13,7 @@ NODE_MODULES = (
     "nodes.brdf.nodes",
     "nodes.export.nodes",
     "nodes.batch.nodes",
+    "nodes.report.nodes",
 )
 
 for _module in NODE_MODULES:

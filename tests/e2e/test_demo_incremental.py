@@ -27,7 +27,7 @@ def test_demo_writes_a_valid_asset_preview_and_report(demo_small: dict[str, Path
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     nodes = {n["node"] for n in report_of(out)}
     assert nodes == {"scene", "segment", "bind", "views", "project", "semantic", "pixel", "superres", "brdf", "export",
-                     "export_usd", "export_mtlx", "preview"}
+                     "export_usd", "export_mtlx", "preview", "page"}
     if not validator_available():
         pytest.fail("glTF validator not installed: npm ci --prefix tools/gltf-validator")
     issues = validate_glb(out / "asset.glb")["issues"]
@@ -44,7 +44,8 @@ def test_same_command_again_reruns_nothing(demo_small: dict[str, Path]) -> None:
 def test_one_reference_change_reruns_only_that_instance(demo_small: dict[str, Path]) -> None:
     out = rerun(demo_small, "--set", "scene.params.seeds.sofa=7")
     mapped = {"project", "semantic", "pixel", "superres", "brdf"}
-    expected = {f"{m}[sofa]" for m in mapped} | {"scene", "bind", "export", "export_usd", "export_mtlx", "preview"}
+    expected = {f"{m}[sofa]" for m in mapped} | {"scene", "bind", "export", "export_usd", "export_mtlx", "preview",
+                                                         "page"}
     assert ran(out) == expected
     items = [n for n in report_of(out) if n["node"] in mapped]
     assert len({n["item"] for n in items}) >= 6  # the other instances are there, cached
@@ -52,7 +53,7 @@ def test_one_reference_change_reruns_only_that_instance(demo_small: dict[str, Pa
 
 def test_brdf_param_change_reruns_brdf_and_the_exports(demo_small: dict[str, Path]) -> None:
     out = rerun(demo_small, "--set", "brdf.params.normal_strength=0.5")
-    assert {r.split("[")[0] for r in ran(out)} == {"brdf", "export", "export_usd", "export_mtlx", "preview"}
+    assert {r.split("[")[0] for r in ran(out)} == {"brdf", "export", "export_usd", "export_mtlx", "preview", "page"}
 
 
 def test_swap_in_yaml_and_in_python(demo_small: dict[str, Path], tmp_path: Path) -> None:

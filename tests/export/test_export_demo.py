@@ -60,5 +60,5 @@ def test_brdf_change_reexports_all_three_and_nothing_else(demo: dict[str, Path])
     res = graphflow_cli("run", str(GRAPHS / "demo_room.yaml"), "--out", str(out), "--cache",
                         str(demo["root"] / "cache"), "-q", *SMALL, *change, cwd=demo["root"])
     assert res.returncode == 0, res.stderr
-    assert {r.split("[")[0] for r in ran(out)} == {"brdf", "export", "export_usd", "export_mtlx", "preview"}
+    assert {r.split("[")[0] for r in ran(out)} == {"brdf", "export", "export_usd", "export_mtlx", "preview", "page"}
     assert (out / "asset.usdz").read_bytes() != (demo["out"] / "asset.usdz").read_bytes()
