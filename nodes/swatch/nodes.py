@@ -37,7 +37,9 @@ def material_from_reference(reference: Reference, settings: TileSettings) -> Swa
     """The SwatchMaterial of one reference: fitted, then (tile mode) made tileable, every map alike."""
     albedo, height, roughness, metallic = fit_material(reference)
     info: dict[str, Any] = {}
+    size = float(reference.size)
     if reference.mode == "tile":
+        width = int(albedo.shape[-1])
         maps = [m for m in (albedo, height, roughness) if m is not None]
         tiled, info = make_tileable(torch.cat(maps), settings)
         albedo, rest = tiled[:3], tiled[3:]
@@ -45,8 +47,9 @@ def material_from_reference(reference: Reference, settings: TileSettings) -> Swa
             height, rest = rest[:1], rest[1:]
         if roughness is not None:
             roughness = rest[:1].clamp(0, 1)
+        size *= int(albedo.shape[-1]) / width  # a tile trimmed to the texture's period keeps its metres per texel
     return SwatchMaterial(albedo=albedo.contiguous(), height=height, roughness=roughness, metallic=metallic,
-                          size=float(reference.size), mode=reference.mode,
+                          size=size, mode=reference.mode,
                           repeat=str(getattr(reference, "repeat", "exact")), material=reference.material,
                           info={"tileable": info}, prompt=reference.prompt)
 
