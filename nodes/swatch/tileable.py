@@ -210,8 +210,14 @@ def typical_wrap(tile: np.ndarray, axis: int) -> int:
     seam, and its wrap then also steps like the median neighbour pair (not, say, along a brick's smooth
     middle), so the tile boundary cannot be told from any other line."""
     x = np.clip(tile[:3], 0, 1) ** (1 / 2.2)
-    steps = np.abs(np.roll(x, -1, axis=axis) - x).mean(axis=tuple(a for a in range(3) if a != axis))
-    pair = int(np.argmin(np.abs(np.log(np.maximum(steps, 1e-9) / max(float(np.median(steps)), 1e-9)))))
+    other = tuple(a for a in range(3) if a != axis)
+    following = np.roll(x, -1, axis=axis)
+    steps = np.abs(following - x).mean(axis=other)
+    da, db = x - x.mean(axis=other, keepdims=True), following - following.mean(axis=other, keepdims=True)
+    corr = (da * db).sum(axis=other) / np.sqrt((da * da).sum(axis=other) * (db * db).sum(axis=other)).clip(1e-12)
+    unusual = (np.abs(np.log(np.maximum(steps, 1e-9) / max(float(np.median(steps)), 1e-9)))
+               + np.abs(np.log(np.maximum(corr, 1e-3) / max(float(np.median(corr)), 1e-3))))
+    pair = int(np.argmin(unusual))
     return -(pair + 1)  # np.roll by this makes line pair+1 the first and line pair the last
 
 
