@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from nodes.distill.seams_photo import far_from_palette
 
@@ -39,7 +39,7 @@ class TileSettings:
     identity_novelty: float = 0.75  # `wrap_novelty` at most this in both directions: the swatch already tiles
     smooth: bool = False  # Moisan's periodic-plus-smooth step first (off: it shifts whole regions' brightness)
     typical_wrap: bool = True  # roll the healed tile so its wrap is an ordinary line pair
-    min_period_fraction: float = 0.8  # the tile may be trimmed to this share of the side to match a period
+    min_period_fraction: float = 0.55  # the tile may be trimmed to this share of the side to match a period
 
 
 def wrap_step_ratios(image: torch.Tensor) -> tuple[float, float]:
@@ -128,13 +128,14 @@ def _albedo_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((ga - gb) ** 2).sum(0)
 
 
-def heal_vertical_seam(maps: np.ndarray, source: np.ndarray, band: int, closed: bool, sigma: float
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
+def heal_vertical_seam(maps: np.ndarray, source: np.ndarray, band: int, closed: bool, sigma: float,
+                       palette: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """`maps [C, H, W]` whose seam lies between columns W/2 - 1 and W/2: a strip of `source [C, H, Ws]` (the
     photo on the same rows, seam-free, wider than the tile) pasted over columns [W/2 - band, W/2 + band) and
     cut along min-error paths either side. The cut is hard for the detail (above `sigma` texels: copied
     texels stay sharp) and feathered for the low frequencies (a light fall-off differs between the strip and
-    what it covers). `closed`: paths close top-to-bottom (the rows already wrap). The patch is kept only when
+    what it covers); a blended texel whose colour `palette [3, N]` (the photo's) lacks takes the copied one.
+    `closed`: paths close top-to-bottom (the rows already wrap). The patch is kept only when
     the worse of its two cuts costs less than the seam it hides."""
     c, h, w = maps.shape
     lo, hi = w // 2 - band, w // 2 + band
@@ -173,7 +174,7 @@ def heal_vertical_seam(maps: np.ndarray, source: np.ndarray, band: int, closed: 
     # A blended texel whose colour the photo never has (detail of one place on the light of another) is
     # refused: it takes the copied texel instead (issue 25 item 3: no invented colour).
     invented = far_from_palette(torch.from_numpy(blended[:3].reshape(3, -1)),
-                                torch.from_numpy(source[:3].reshape(3, -1))).numpy().reshape(h, 2 * band)
+                                torch.from_numpy(palette)).numpy().reshape(h, 2 * band)
     out = maps.copy()
     out[:, :, lo:hi] = np.where(invented[None], copied, blended)
     return out, {**info, "refused_blends": int(invented.sum())}
@@ -184,14 +185,18 @@ def best_period(maps: np.ndarray, axis: int, min_fraction: float) -> tuple[int, 
     the length `L >= min_fraction * n` whose lines at lag L differ least on average (a brick course, a tile
     row: the structure's own period), then the start whose line at lag L differs least from it."""
     x = np.clip(maps[:3], 0, 1) ** (1 / 2.2)
-    lines = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)  # [n, everything else]
-    n = lines.shape[0]
-    lengths = np.arange(max(2, int(math.ceil(min_fraction * n))), n + 1)
-    lag_error = np.array([float(np.abs(lines[lag:] - lines[:n - lag]).mean()) for lag in lengths[:-1]])
+    n = x.shape[axis]
+    # lines of the detail only: a light fall-off would make every short lag look alike, and a noise-like
+    # texture's detail is about as unlike at every lag, so only a structure's own period shows as a dip
+    detail = x - gaussian_filter(x, (0, n / 16, n / 16), mode="mirror")
+    lines = np.moveaxis(detail, axis, 0).reshape(n, -1)  # [n, everything else]
+    lengths = np.arange(max(2, int(math.ceil(min_fraction * n))), n)
+    lag_error = np.array([float(np.abs(lines[lag:] - lines[:n - lag]).mean()) for lag in lengths])
     full = float(np.abs(lines[0] - lines[-1]).mean())  # the whole span's own wrap
     if len(lag_error) == 0 or full <= lag_error.min():
         return 0, n
-    length = int(lengths[int(np.argmin(lag_error))])
+    # the longest span about as good as the best (keep as much of the photo as the structure allows)
+    length = int(lengths[np.nonzero(lag_error <= lag_error.min() * 1.03)[0].max()])
     starts = np.arange(0, n - length)
     start_error = np.abs(lines[starts + length] - lines[starts]).mean(1)
     return int(starts[int(np.argmin(start_error))]), length
@@ -199,8 +204,6 @@ def best_period(maps: np.ndarray, axis: int, min_fraction: float) -> tuple[int, 
 
 def split_bands(maps: np.ndarray, sigma: float, wrap: bool) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) frequency parts of `maps [C, H, W]`: a Gaussian of `sigma` texels (periodic or mirrored)."""
-    from scipy.ndimage import gaussian_filter
-
     low = gaussian_filter(maps, (0, sigma, sigma), mode="wrap" if wrap else "mirror")
     return low, maps - low
 
@@ -239,10 +242,12 @@ def make_tileable(maps: torch.Tensor, settings: TileSettings) -> tuple[torch.Ten
     sigma = max(1.0, band / 2)
     # across the columns' wrap, on every row of the photo (the rows' wrap is healed next, from these rows)
     rows = np.roll(photo[:, :, x0:x0 + width], width // 2, axis=2)
-    rows, across_columns = heal_vertical_seam(rows, photo, band, closed=False, sigma=sigma)
+    palette = photo[:3].reshape(3, -1)
+    rows, across_columns = heal_vertical_seam(rows, photo, band, closed=False, sigma=sigma, palette=palette)
     rows = np.roll(rows, -(width // 2), axis=2)
     tile = np.roll(rows[:, y0:y0 + height], height // 2, axis=1).transpose(0, 2, 1)
-    tile, across_rows = heal_vertical_seam(tile, rows.transpose(0, 2, 1), band, closed=True, sigma=sigma)
+    tile, across_rows = heal_vertical_seam(tile, rows.transpose(0, 2, 1), band, closed=True, sigma=sigma,
+                                           palette=palette)
     work = np.roll(tile.transpose(0, 2, 1), -(height // 2), axis=1)
     shift = (typical_wrap(work, 1), typical_wrap(work, 2)) if settings.typical_wrap else (0, 0)
     work = np.roll(work, shift, axis=(1, 2))

@@ -34,7 +34,7 @@ def test_the_crop_tiled_by_hand_shows_seams_and_the_material_hides_them() -> Non
         seams = tile_seams(result.image, result.mask, material.albedo, period)
         assert not seams.failures(), (swatch.name, seams)
         assert invented_colour_share(result.image, result.mask, reference.images[0]) <= 1e-3, swatch.name
-        assert 0.8 * CROP <= min(period) and material.size * CROP == reference.size * material.albedo.shape[-1]
+        assert TileSettings().min_period_fraction * CROP <= min(period) and material.size * CROP == reference.size * material.albedo.shape[-1]
 
 
 def test_a_swatch_that_already_tiles_comes_back_unchanged() -> None:
