@@ -52,10 +52,11 @@ def main() -> None:
     parser.add_argument("--scene", choices=["shapes", "demo", "photos"], default="shapes")
     parser.add_argument("--steps", choices=["fewer", "shipped"], default="fewer")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--swatches", default="", help="photos: comma-separated swatch names (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.scene == "photos":
-        photo_stages(args.steps)
+        photo_stages(args.steps, [n for n in args.swatches.split(",") if n])
         return
     scene, instances, refs = inputs(args.scene)
     start = time.perf_counter()
@@ -140,11 +141,13 @@ def photo_stage_rows(group: str, name: str, reference, steps: str) -> list[dict]
     return rows
 
 
-def photo_stages(steps: str) -> None:
+def photo_stages(steps: str, only: list[str]) -> None:
     start, rows = time.perf_counter(), []
     print("| set | swatch | stage | changed | (a) corr | (b) step | (c) band | invented | structure / bound | ΔE76 | pass |")
     print("|" + "---|" * 11)
     for group, name, reference in photo_swatches():
+        if only and name not in only:
+            continue
         for r in photo_stage_rows(group, name, reference, steps):
             rows.append(r)
             print(f"| {r['set']} | {r['swatch']} | {r['stage']} | {r['changed']:.4f} | {r['a']:.2f} | {r['b']:.2f} | "
