@@ -92,7 +92,6 @@ PHOTO_FEWER = {**FEWER_STEPS, "views": {"max_count": 6, "resolution": 96}, "brdf
 
 def photo_swatches():
     """(set, name, Reference): the photo sets and the shapes scene's procedural swatches as floor swatches."""
-    from graphflow import Keyed  # noqa: F401
     from nodes.texture.samples import shapes_references
     from tests.helpers.photo_swatches import HELD_OUT, TUNING, reference_of
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from graphflow import Context, Node, Resources, UserError, register
 from nodes.types import Reference, SwatchMaterial
@@ -23,8 +23,12 @@ from .tileable import TileSettings, make_tileable
 class MaterialParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    seamless: bool = Field(True, description="tile mode: make a photo that does not repeat seamlessly tileable "
+                           "(trimmed to its texture's period, wrap seams hidden under min-error cuts); false: "
+                           "the photo as bound, repeated as is")
+
     def tile_settings(self) -> TileSettings:
-        return TileSettings()
+        return TileSettings(enabled=self.seamless)
 
 
 def fit_material(reference: Reference) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,

@@ -4,15 +4,18 @@ Method (why: it moves no texel of the photo except inside a narrow band around t
 rather than averaging them, so it keeps the photo's sharpness and invents no colour):
 1. A swatch that already tiles (its wrap step no larger than its ordinary neighbour steps) is returned
    unchanged: a user with a tileable swatch gets exactly today's result.
-2. Low frequencies (a light fall-off across the photo) are made periodic by the periodic-plus-smooth
-   split of Moisan (2011), with the boundary jumps low-passed along the edge first, so the smooth part
-   removes only the slow brightness step and leaves the texel-scale mismatch to the cut.
+2. The photo is trimmed to its texture's own period where it has one (`best_period`: two brick
+   courses, a roof-tile row), so the structure continues across the wrap; metres per texel are kept.
+   (Moisan's periodic-plus-smooth split was tried for the light fall-off's step and dropped: it shifted
+   whole bricks' brightness, 13.6 % of the brick photo's texels took colours the photo never has.)
 3. The wrap seams are hidden by min-error boundary cuts (Efros & Freeman 2001; Kwatra et al. 2003's seam
    with one patch per seam): the swatch rolled by half so the vertical wrap seam lies in the middle, a
    strip of the swatch itself pasted over a band around it (the strip whose band edges agree best with
    what they cover), and the band cut along the minimum-error vertical paths (dynamic programming) on
    either side of the seam; then the same across the horizontal seam, with a path that closes around the
-   now periodic width. Rolled back, the tile keeps its framing.
+   now periodic width. Each cut is hard for the detail and feathered for the low frequencies; a feathered
+   texel whose colour the photo lacks takes the copied texel. A patch is kept only where its worse cut
+   costs less than the seam it hides. Finally the tile is rolled so its wrap lies on an ordinary line pair.
 Every channel (albedo, then height, roughness) takes the same strip and the same cuts; the costs read
 the albedo only.
 """
@@ -37,7 +40,6 @@ class TileSettings:
     enabled: bool = True
     band_fraction: float = 0.125  # half-width of the patched band around each wrap seam, of the side
     identity_novelty: float = 0.75  # `wrap_novelty` at most this in both directions: the swatch already tiles
-    smooth: bool = False  # Moisan's periodic-plus-smooth step first (off: it shifts whole regions' brightness)
     typical_wrap: bool = True  # roll the healed tile so its wrap is an ordinary line pair
     min_period_fraction: float = 0.55  # the tile may be trimmed to this share of the side to match a period
 
@@ -65,26 +67,6 @@ def wrap_novelty(image: torch.Tensor) -> tuple[float, float]:
         step = float((a - b).abs().mean((0, 1)).median())
         out.append(float(distance[1:-1].min()) / max(step, 1e-6) if distance.numel() > 2 else 0.0)
     return out[0], out[1]
-
-
-def periodic_component(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """`maps [C, H, W]` minus the smooth component of Moisan's periodic-plus-smooth split, computed from the
-    boundary jumps low-passed along the edge by `sigma` texels (only slow steps are removed)."""
-    c, h, w = maps.shape
-    jump_rows = gaussian_filter1d(maps[:, -1, :] - maps[:, 0, :], sigma, axis=-1, mode="wrap")
-    jump_cols = gaussian_filter1d(maps[:, :, -1] - maps[:, :, 0], sigma, axis=-1, mode="wrap")
-    v = np.zeros_like(maps)
-    v[:, 0, :] += jump_rows
-    v[:, -1, :] -= jump_rows
-    v[:, :, 0] += jump_cols
-    v[:, :, -1] -= jump_cols
-    q = np.arange(h)[:, None]
-    r = np.arange(w)[None, :]
-    denominator = 2 * np.cos(2 * np.pi * q / h) + 2 * np.cos(2 * np.pi * r / w) - 4
-    denominator[0, 0] = 1.0
-    s_hat = np.fft.fft2(v) / denominator
-    s_hat[:, 0, 0] = 0
-    return maps - np.real(np.fft.ifft2(s_hat))
 
 
 def _min_path(cost: np.ndarray) -> np.ndarray:
@@ -235,8 +217,6 @@ def make_tileable(maps: torch.Tensor, settings: TileSettings) -> tuple[torch.Ten
     if not settings.enabled or max(novelty) <= settings.identity_novelty or min(h, w) < 4 * band + 4:
         return maps, {**info, "method": "identity"}
     photo = maps.double().numpy()
-    if settings.smooth:
-        photo = periodic_component(photo, sigma=max(1.0, min(h, w) / 4))
     x0, width = best_period(photo, 2, settings.min_period_fraction)
     y0, height = best_period(photo, 1, settings.min_period_fraction)
     sigma = max(1.0, band / 2)

@@ -13,7 +13,7 @@ from nodes.texture.samples import checker, stripes
 WIDTH, CROP = 1.5, 64  # 4 x 4 repeats of a 0.375 m photo on a 256² atlas, one texel per photo pixel
 
 
-def laid(swatch):
+def laid():
     scene, instances = floor_scene(WIDTH)
     settings = ProjectionSettings(texels_per_metre=256 / WIDTH, max_size=256)
     return lambda source: project_instance(scene, instances["floor"].face_mask, source, settings)
@@ -22,7 +22,7 @@ def laid(swatch):
 def test_the_crop_tiled_by_hand_shows_seams_and_the_material_hides_them() -> None:
     """The measure sees the seams of the crop repeated as is (step ratio well above 1.5 in some direction);
     the tileable material passes (a) >= 0.85, (b) in [0.67, 1.5], (c) >= 0.7, with no invented colour."""
-    project = laid(None)
+    project = laid()
     for swatch in TUNING:
         reference = reference_of(swatch, size=WIDTH / 4, crop=CROP)
         by_hand = project(reference)
