@@ -184,6 +184,22 @@ def best_period(maps: np.ndarray, axis: int, min_fraction: float) -> tuple[int, 
     return int(starts[int(np.argmin(start_error))]), length
 
 
+def period_span(photo: np.ndarray, min_fraction: float, max_delta_e: float = 4.0) -> tuple[int, int, int, int]:
+    """(row, column, height, width) of the span the tile keeps: the texture's period (`best_period`), unless
+    that span's mean colour is more than `max_delta_e` from the photo's (a short period on a small photo
+    keeps too few bricks to carry the photo's colour mix); then a longer minimum, then the whole photo."""
+    from nodes.distill.metrics import mean_colour_delta_e76
+
+    whole = torch.from_numpy(photo[:3]).float()
+    for fraction in (min_fraction, max(min_fraction, 0.8)):
+        x0, width = best_period(photo, 2, fraction)
+        y0, height = best_period(photo, 1, fraction)
+        kept = torch.from_numpy(photo[:3, y0:y0 + height, x0:x0 + width]).float()
+        if mean_colour_delta_e76(kept, None, whole) <= max_delta_e:
+            return y0, x0, height, width
+    return 0, 0, photo.shape[1], photo.shape[2]
+
+
 def split_bands(maps: np.ndarray, sigma: float, wrap: bool) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) frequency parts of `maps [C, H, W]`: a Gaussian of `sigma` texels (periodic or mirrored)."""
     low = gaussian_filter(maps, (0, sigma, sigma), mode="wrap" if wrap else "mirror")
@@ -217,8 +233,7 @@ def make_tileable(maps: torch.Tensor, settings: TileSettings) -> tuple[torch.Ten
     if not settings.enabled or max(novelty) <= settings.identity_novelty or min(h, w) < 4 * band + 4:
         return maps, {**info, "method": "identity"}
     photo = maps.double().numpy()
-    x0, width = best_period(photo, 2, settings.min_period_fraction)
-    y0, height = best_period(photo, 1, settings.min_period_fraction)
+    y0, x0, height, width = period_span(photo, settings.min_period_fraction)
     sigma = max(1.0, band / 2)
     # across the columns' wrap, on every row of the photo (the rows' wrap is healed next, from these rows)
     rows = np.roll(photo[:, :, x0:x0 + width], width // 2, axis=2)
