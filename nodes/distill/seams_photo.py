@@ -6,6 +6,8 @@ the tile boundaries in both directions. At each boundary, between the two texel 
 - (a) `correlation`: their correlation over the median correlation of adjacent lines elsewhere (~1 seamless);
 - (b) `step`: their mean absolute step over the median step between adjacent lines (~1 seamless; a line: >1);
 - (c) `band`: the mean step over the 6 line pairs either side over the same median (< 1: blurred away).
+A direction with no texture across it (stripes along it, flat colour: the median neighbour step ~0) has no
+boundaries to judge and reads NaN; clean procedural swatches with large flat areas give undefined ratios.
 It reads an atlas whose chart is axis-aligned with the swatch (a floor or wall quad, as the acceptance
 scenes are): the period is `size` times the atlas's texel density along both atlas axes.
 
@@ -107,19 +109,23 @@ class TileSeams:
     across_rows: DirectionSeams  # horizontal boundaries
     origin: tuple[int, int]
 
+    def _judged(self) -> list[DirectionSeams]:
+        """The directions with boundaries to judge (a direction without texture across it has none)."""
+        judged = [d for d in (self.across_columns, self.across_rows) if d.boundaries > 0]
+        return judged or [DirectionSeams(math.nan, math.nan, math.nan, 0)]
+
     @property
     def correlation(self) -> float:
-        return min(self.across_columns.correlation, self.across_rows.correlation)
+        return min(d.correlation for d in self._judged())
 
     @property
     def step(self) -> float:
         """The direction whose step ratio is farther from 1 (in log)."""
-        steps = (self.across_columns.step, self.across_rows.step)
-        return max(steps, key=lambda s: abs(math.log(max(s, 1e-9))))
+        return max((d.step for d in self._judged()), key=lambda s: abs(math.log(max(s, 1e-9))) if s == s else math.inf)
 
     @property
     def band(self) -> float:
-        return min(self.across_columns.band, self.across_rows.band)
+        return min(d.band for d in self._judged())
 
     def failures(self) -> list[str]:
         out = []
@@ -144,6 +150,8 @@ def _line_pairs(values: torch.Tensor, mask: torch.Tensor) -> tuple[np.ndarray, n
     corr = (da * db).sum((0, 1)) / ((da * da).sum((0, 1)) * (db * db).sum((0, 1))).sqrt().clamp_min(1e-12)
     few = count < 8 * values.shape[0]
     step[few], corr[few] = math.nan, math.nan
+    flat = ((da * da).sum((0, 1)) < 1e-8) | ((db * db).sum((0, 1)) < 1e-8)
+    corr[flat] = math.nan  # a constant line (a stripe along it) has no correlation to speak of
     return corr.numpy(), step.numpy()
 
 
@@ -155,13 +163,17 @@ def _direction(values: torch.Tensor, mask: torch.Tensor, origin: int, period: in
     near = np.min(np.abs(pairs[:, None] - boundary_pairs[None, :]), axis=1) <= 2 if len(boundary_pairs) else \
         np.zeros(len(step), dtype=bool)
     elsewhere = ~near & np.isfinite(step)
-    median_corr, median_step = float(np.median(corr[elsewhere])), float(np.median(step[elsewhere]))
+    median_step = float(np.median(step[elsewhere])) if elsewhere.any() else math.nan
+    if not median_step > 1e-4:  # no texture across this direction (stripes along it): nothing to judge
+        return DirectionSeams(math.nan, math.nan, math.nan, 0)
+    usable = elsewhere & np.isfinite(corr)
+    median_corr = float(np.median(corr[usable])) if usable.any() else math.nan
     a, b, c = [], [], []
     for p in boundary_pairs:
         lo, hi = p - BAND_LINES, p + BAND_LINES
         if lo < 0 or hi >= len(step) or not np.isfinite(step[p]) or not np.isfinite(step[lo:hi + 1]).all():
             continue
-        a.append(corr[p] / max(median_corr, 1e-9))
+        a.append(corr[p] / max(median_corr, 1e-9) if np.isfinite(corr[p]) and np.isfinite(median_corr) else 1.0)
         b.append(step[p] / max(median_step, 1e-9))
         c.append(float(np.mean(step[lo:hi + 1])) / max(median_step, 1e-9))
     if not a:
