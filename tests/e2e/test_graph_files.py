@@ -9,8 +9,8 @@ from e2e_helpers import GRAPHS, graphflow_cli
 import graphflow as gf
 
 TEXTURING = ["demo_room.yaml", "texture_scene.yaml", "texture_scene_sd.yaml"]
-NODE_IDS = {"scene", "segment", "bind", "views", "project", "semantic", "pixel", "superres", "brdf", "export",
-            "export_usd", "export_mtlx", "preview", "page"}
+NODE_IDS = {"scene", "segment", "bind", "material", "views", "project", "semantic", "pixel", "superres", "brdf",
+            "export", "export_usd", "export_mtlx", "preview", "page"}
 OUTPUTS = {"asset", "usdz", "mtlx", "preview", "page"}
 KNOBS = ["semantic.params.steps=7", "pixel.params.steps=7", "superres.params.steps=7", "brdf.params.steps=7",
          "project.params.texels_per_metre=64", "views.params.count=3", "views.params.resolution=64", "views.params.texels_per_metre=0", "*.params.seed=5"]
