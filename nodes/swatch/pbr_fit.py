@@ -53,9 +53,10 @@ class FitWeights:
     chroma_tv: float = 0.02
     albedo_highpass: float = 0.15
     height_laplacian: float = 0.02
-    roughness_tv: float = 0.05
+    roughness_tv: float = 0.01
     roughness_range: float = 10.0
     steps: int = 250
+    coarse: int = 2  # texels per roughness cell: roughness is smoother than albedo
     lr: float = 0.03
 
 
@@ -211,22 +212,25 @@ def _prior_loss(v: _Variables, rough: torch.Tensor, material: str, w: FitWeights
 
 def refine(photos: Sequence[torch.Tensor], lights: Sequence[Light], albedo: torch.Tensor, height: torch.Tensor,
            pixel_size: float, material: str, weights: FitWeights | None = None, roughness: float | None = None,
-           seed: int = 0) -> FitResult:
+           seed: int = 0, free: tuple[str, ...] = ("albedo", "height", "roughness")) -> FitResult:
     """Adam on the re-rendering loss over albedo, height, roughness (and each photo's fall-off and gain
-    when there are several) from the given start (module docstring, step 3)."""
+    when there are several) from the given start (module docstring, step 3). `free` names the maps that
+    move ("albedo", "height", "roughness")."""
     torch.manual_seed(seed)
     w = weights or FitWeights()
     prior = material_prior(material)
     metallic = prior.metallic_typical
     v = _Variables(albedo, height / pixel_size, prior.roughness_typical if roughness is None else roughness,
-                   lights, coarse=8)
+                   lights, coarse=w.coarse)
     one = len(photos) == 1
-    params = [v.log_albedo, v.height, v.rough_logit] + ([] if one else [v.falloff, v.log_gain])
+    chosen = {"albedo": v.log_albedo, "height": v.height, "roughness": v.rough_logit}
+    params = [chosen[name] for name in free] + ([] if one else [v.falloff, v.log_gain])
     opt = torch.optim.Adam(params, lr=w.lr)
     targets = [torch.log(p.clamp_min(0.0) + 0.01) for p in photos]
     dirs = [light_direction(torch.tensor(float(lt.azimuth)), torch.tensor(float(lt.elevation))) for lt in lights]
     _, h, wd = albedo.shape
     basis = falloff_basis(h, wd)
+    loss = torch.zeros(())
     for _ in range(w.steps):
         opt.zero_grad()
         rough = v.roughness((h, wd))

@@ -22,31 +22,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 
 import kornia
 import torch
 
 from nodes.brdf.materials import material_prior
 
-from .shading import Light, falloff_basis, height_to_normal, light_direction, luminance, render_swatch
+from .pbr_fit import FitResult, FitWeights, log_trend, refine
+from .shading import FALLOFF_TERMS, Light, falloff_basis, height_to_normal, light_direction, luminance, render_swatch
 
 SHADOW_LEVEL = 0.04  # a sample below this fraction of the pixel's brightest light is in shadow
 TUKEY_C = 0.25  # relative residual beyond which a light's sample has no weight
 IRLS_STEPS = 4
-ROUGHNESS_GRID = torch.linspace(0.05, 1.0, 20)
-ROUGHNESS_SMOOTH = 2.0  # texels: roughness is spatially smooth (few samples per pixel)
 DEFAULT_ELEVATION = 45.0
-
-
-@dataclass(frozen=True)
-class StereoResult:
-    albedo: torch.Tensor  # [3, H, W]
-    height: torch.Tensor  # [1, H, W] metres, mean 0
-    normal: torch.Tensor  # [3, H, W] tangent space, +Y up (integrable: from the height)
-    roughness: torch.Tensor  # [1, H, W]
-    elevations: tuple[float, ...]
-    info: dict
+SKY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)  # the sky's irradiance as a fraction of a light's
 
 
 def frankot_chellappa(gx: torch.Tensor, gy: torch.Tensor, pixel_size: float) -> torch.Tensor:
@@ -67,16 +57,16 @@ def frankot_chellappa(gx: torch.Tensor, gy: torch.Tensor, pixel_size: float) -> 
     return torch.fft.ifft2(hat).real.float()[None]
 
 
-def detrend(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`image / exp(trend)` with `trend` the least-squares fit of the log luminance by the fall-off
-    polynomial (without constant: the mean level stays); returns (flattened, coefficients)."""
-    _, h, w = image.shape
-    basis = falloff_basis(h, w).reshape(-1, h * w).T.double()
-    basis = basis - basis.mean(0)
-    log_l = torch.log(luminance(image).clamp_min(1e-4)).reshape(-1).double()
-    coeffs = torch.linalg.lstsq(basis, (log_l - log_l.mean())[:, None]).solution[:, 0]
-    trend = (basis @ coeffs).reshape(1, h, w).float()
-    return image / torch.exp(trend), coeffs.float()
+def _common_detrend(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Each photo without its own fall-off: its log trend's deviation from the photos' common trend (the
+    common part may be the albedo's own gradient, which every photo shares; the average keeps it too)."""
+    logs = [torch.log(luminance(img).clamp_min(1e-4)) for img in images]
+    coeffs = torch.stack([log_trend(lg) for lg in logs])
+    basis = falloff_basis(*images[0].shape[-2:])
+    out = []
+    for img, c in zip(images, coeffs - coeffs.mean(0)):
+        out.append(img / torch.exp(torch.einsum("k,khw->hw", c, basis)))
+    return out
 
 
 def _tukey(r: torch.Tensor) -> torch.Tensor:
@@ -102,47 +92,84 @@ def lambert_stereo(lum: torch.Tensor, dirs: torch.Tensor) -> tuple[torch.Tensor,
     return b, weights
 
 
-def _ambient_free(images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Subtract each pixel's sky term estimate: the darkest photo's value is mostly sky where a light is
-    behind the slope; a fraction of the per-pixel minimum is removed so the rest is direct light."""
-    stack = torch.stack(list(images))
-    floor = 0.5 * stack.min(0).values
-    return [img - floor for img in stack]
+def _normals_from_b(b: torch.Tensor, shape: tuple[int, int], pixel_size: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrable height `[1, H, W]` and its normals from per-pixel `b = albedo · n` `[N, 3]`."""
+    nz = b[:, 2].clamp_min(0.05 * b.norm(dim=1).clamp_min(1e-6))
+    gx = (-b[:, 0] / nz).clamp(-4, 4).reshape(1, *shape)
+    gy = (-b[:, 1] / nz).clamp(-4, 4).reshape(1, *shape)
+    height = frankot_chellappa(gx, gy, pixel_size)
+    return height, height_to_normal(height, pixel_size, periodic=True)
 
 
-def _roughness_from_residual(residual: torch.Tensor, b: torch.Tensor, normal: torch.Tensor,
-                             dirs: torch.Tensor, shape: tuple[int, int], material: str) -> torch.Tensor:
-    """Per pixel the GGX roughness (from `ROUGHNESS_GRID`) whose specular lobe best explains the positive
-    residuals `[N, K]` of the Lambertian fit; smoothed, kept in the class's range."""
-    prior = material_prior(material)
-    n = normal.shape[0]
-    view = torch.tensor([0.0, 0.0, 1.0]).expand(n, 3)
-    errors = []
-    for r in ROUGHNESS_GRID:
-        lobes = []
-        for k in range(dirs.shape[0]):
-            spec = render_swatch_flat_spec(normal, view, dirs[k], float(r))
-            lobes.append(spec)
-        lobe = torch.stack(lobes, 1)  # [N, K]
-        scale = (lobe * residual).sum(1, keepdim=True) / (lobe * lobe).sum(1, keepdim=True).clamp_min(1e-9)
-        scale = scale.clamp(0.0, 1.0)
-        errors.append(((residual - scale * lobe) ** 2).sum(1))
-    best = ROUGHNESS_GRID[torch.stack(errors, 1).argmin(1)]
-    rough = best.reshape(1, *shape)
-    rough = kornia.filters.median_blur(rough[None], 5)[0]
-    sigma = ROUGHNESS_SMOOTH
-    k = 2 * int(math.ceil(2 * sigma)) + 1
-    rough = kornia.filters.gaussian_blur2d(rough[None], (k, k), (sigma, sigma), border_type="reflect")[0]
-    return rough.clamp(*prior.roughness)
+def _stereo_at(lums: torch.Tensor, azimuths: Sequence[float], elevations: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    dirs = light_direction(torch.tensor(azimuths, dtype=torch.float32), torch.tensor(elevations, dtype=torch.float32))
+    return lambert_stereo(lums, dirs)
 
 
-def render_swatch_flat_spec(normal: torch.Tensor, view: torch.Tensor, direction: torch.Tensor,
-                            roughness: float) -> torch.Tensor:
-    """GGX specular (dielectric, F0 0.04) times n·l per pixel `[N]` for a unit light."""
-    from nodes.brdf.ggx import shade
+def estimate_elevation(flats: Sequence[torch.Tensor], lights: Sequence[Light], given: Sequence[float | None],
+                       pixel_size: float, material: str) -> list[float]:
+    """Fill the elevations not given with one common value: the grid value whose full GGX re-render fits the
+    photos best, plus a weak pull to `DEFAULT_ELEVATION` (module docstring, step 4)."""
+    if all(e is not None for e in given):
+        return [float(e) for e in given]  # type: ignore[arg-type]
+    _, h, w = flats[0].shape
+    lums = torch.cat([luminance(f).reshape(-1, 1) for f in flats], 1)
+    rough = material_prior(material).roughness_typical
+    best, best_cost = DEFAULT_ELEVATION, float("inf")
+    for candidate in range(20, 75, 5):
+        elevations = [float(e) if e is not None else float(candidate) for e in given]
+        b, _ = _stereo_at(lums, [lt.azimuth for lt in lights], elevations)
+        _, normal = _normals_from_b(b, (h, w), pixel_size)
+        albedo = b.norm(dim=1).reshape(1, h, w).expand(3, h, w)
+        cost = 0.0
+        for k, lum in enumerate(lums.T):
+            light = replace(lights[k], elevation=elevations[k], falloff=(0.0,) * FALLOFF_TERMS, intensity=1.0, ambient=0.0)
+            image = render_swatch(albedo, normal, rough, 0.0, light)
+            cost += float((torch.log(luminance(image).reshape(-1) + 0.01) - torch.log(lum + 0.01)).pow(2).mean())
+        cost = cost / len(flats) + 1e-4 * ((candidate - DEFAULT_ELEVATION) / 10.0) ** 2
+        if cost < best_cost:
+            best, best_cost = float(candidate), cost
+    return [float(e) if e is not None else best for e in given]
 
-    n = normal.shape[0]
-    white = torch.ones(n, 3)
-    spec = shade(white, torch.full((n, 1), roughness), torch.zeros(n, 1), normal, view, direction[None],
-                 torch.full((1, 3), math.pi), diffuse=False)
-    return spec[:, 1]
+
+def _albedo(flats: Sequence[torch.Tensor], normal: torch.Tensor, weights: torch.Tensor,
+            azimuths: Sequence[float], elevations: Sequence[float]) -> torch.Tensor:
+    """`[3, H, W]`: per pixel the trimmed photos' sum over their predicted shading's sum (`n·l` plus a sky
+    term fitted once), the stereo's counterpart of averaging the photos."""
+    _, h, w = flats[0].shape
+    dirs = light_direction(torch.tensor(list(azimuths), dtype=torch.float32), torch.tensor(list(elevations), dtype=torch.float32))
+    shade = (normal.reshape(3, -1).T @ dirs.T).clamp_min(0.0)  # [N, K]
+    rgb = torch.stack([f.reshape(3, -1) for f in flats], -1)  # [3, N, K]
+    lum = torch.stack([luminance(f).reshape(-1) for f in flats], -1)  # [N, K]
+    best, best_cost = 0.0, float("inf")
+    for sky in SKY_GRID:
+        rho = (weights * lum).sum(1) / (weights * (shade + sky)).sum(1).clamp_min(1e-6)
+        cost = float((weights * (lum - rho[:, None] * (shade + sky)) ** 2).sum() / (lum ** 2).sum())
+        if cost < best_cost:
+            best, best_cost = sky, cost
+    denom = (weights * (shade + best)).sum(1).clamp_min(1e-6)
+    return ((rgb * weights).sum(-1) / denom).reshape(3, h, w)
+
+
+def photometric_stereo(images: Sequence[torch.Tensor], azimuths: Sequence[float], elevations: Sequence[float | None],
+                       size: float, material: str = "generic", refine_steps: int | None = None) -> FitResult:
+    """Albedo, height and roughness from pixel-aligned photos `[3, H, W]` under known light azimuths."""
+    _, h, w = images[0].shape
+    pixel = size / w
+    flats = _common_detrend(images)
+    lights = [Light(float(az), DEFAULT_ELEVATION) for az in azimuths]
+    elev = estimate_elevation(flats, lights, elevations, pixel, material)
+    lums = torch.cat([luminance(f).reshape(-1, 1) for f in flats], 1)
+    b, weights = _stereo_at(lums, azimuths, elev)
+    height, normal = _normals_from_b(b, (h, w), pixel)
+    # The measured (not integrated) normals shade the albedo: integration bends steep relief a little.
+    measured = (b / b.norm(dim=1, keepdim=True).clamp_min(1e-6)).T.reshape(3, h, w)
+    albedo = _albedo(flats, measured, weights, azimuths, elev)
+    fitted = [Light(float(az), e, (0.0,) * FALLOFF_TERMS, 1.0, 0.0) for az, e in zip(azimuths, elev)]
+    weights_fit = FitWeights() if refine_steps is None else replace(FitWeights(), steps=refine_steps)
+    # Albedo and normals are what the Lambertian stereo measures well; the re-rendering fit adds roughness.
+    result = refine(flats, fitted, albedo.clamp(1e-3, 1.0), height, pixel, material, weights_fit, free=("roughness",))
+    mean_photo = torch.stack([luminance(img).mean() for img in images]).mean()
+    result.albedo = (result.albedo * mean_photo / luminance(result.albedo).mean().clamp_min(1e-6)).clamp(0.0, 1.0)
+    result.info.update(elevations=elev, trimmed=float((weights == 0).float().mean()))
+    return result
