@@ -7,6 +7,7 @@ from importlib import import_module
 NODE_MODULES = (
     "nodes.scene.nodes",
     "nodes.render.nodes",
+    "nodes.swatch.nodes",
     "nodes.texture.nodes",
     "nodes.distill.nodes",
     "nodes.sd.nodes",

@@ -93,6 +93,34 @@ class Reference(TensorData):
 
 @value_type
 @dataclass(frozen=True)
+class SwatchMaterial(TensorData):
+    """One reference turned into a material in the swatch's own 2D space (DESIGN §4 swatch.material)."""
+
+    albedo: torch.Tensor  # [3, H, W] linear RGB; tileable when mode == "tile"; photo light removed
+    height: torch.Tensor | None  # [1, H, W] metres of relief at the swatch's real size, mean 0; None = flat
+    roughness: torch.Tensor | None  # [1, H, W] in [0, 1]; None = the class prior decides downstream
+    metallic: float | None  # None = the class prior
+    size: float  # metres the albedo's width spans (same meaning as Reference.size)
+    mode: str = "tile"  # "tile" | "fit"
+    repeat: str = "exact"  # "exact" | "vary" (issue 25 item 4)
+    material: str = "generic"
+    info: dict[str, Any] = field(default_factory=dict)  # diagnostics only (measures, choices)
+    prompt: str | None = None  # the bound reference's prompt, kept for priors that read text
+
+    def as_reference(self) -> Reference:
+        """The material's albedo as a one-image Reference: what the stages that read a Reference
+        (distillation's patch bank, super-resolution's pairs, re-projection) see of it."""
+        return Reference(images=(self.albedo,), material=self.material, prompt=self.prompt, size=self.size,
+                         mode=self.mode)
+
+
+def as_reference(value: Reference | SwatchMaterial) -> Reference:
+    """A Reference, whichever of the two a stage was given (a SwatchMaterial gives its albedo)."""
+    return value.as_reference() if isinstance(value, SwatchMaterial) else value
+
+
+@value_type
+@dataclass(frozen=True)
 class Views(TensorData):
     """Cameras and their rasterized fragments (nvdiffrast layout).
 
@@ -133,6 +161,11 @@ class TextureMap(TensorData):
     # than `image` (texture.project's `IDEAL_PHASE`): what refinement stages score candidates against. The
     # distillation stages pass it on; None where the texture is not world-scale (or after superres).
     ideal: torch.Tensor | None = None
+    # The swatch material's other maps laid with exactly the same charts, phase and blends as `image`
+    # (texture.project, from a SwatchMaterial); None where the material has none. Distillation passes them
+    # through; superres upsamples them (bilinear). height: [1, H, W] metres; roughness: [1, H, W] in [0, 1].
+    height: torch.Tensor | None = None
+    roughness: torch.Tensor | None = None
 
 
 @value_type
@@ -208,6 +241,6 @@ class DomainAdapter(TensorData):
 
 __all__ = [
     "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
-    "Reference", "References", "Scene", "Texture", "TextureMap", "Views",
+    "Reference", "References", "Scene", "SwatchMaterial", "Texture", "TextureMap", "Views", "as_reference",
     "Domain", "DomainAdapter", "DomainSchedule",
 ]

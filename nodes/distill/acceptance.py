@@ -190,6 +190,7 @@ def format_table(rows: list[QualityRow]) -> str:
 
 # The shipped graphs' params (graphs/demo_room.yaml) for `texture_chain`; tests pass fewer steps.
 CHAIN_DEFAULTS: dict[str, dict] = {
+    "material": {},
     "views": {"resolution": 128, "isolate": True, "texels_per_metre": 128.0}, "project": {"texels_per_metre": 128.0},
     "semantic": {"prior": "closed_form", "method": "vsd", "init_t_max": 0.4, "steps": 30},
     "pixel": {"prior": "closed_form", "steps": 20}, "superres": {"prior": "closed_form", "factor": 2, "steps": 20},
@@ -202,16 +203,18 @@ class ChainResult:
     start: object  # TextureMap of texture.project
     final: object  # PBRMaps of brdf.decompose
     views: Views
+    stages: dict = field(default_factory=dict)  # swatch.material's SwatchMaterial and each stage's TextureMap
 
 
 def texture_chain(scene: Scene, instances: Mapping[str, Instance], references: Mapping[str, Reference],
                   params: Mapping[str, dict] | None = None) -> dict[str, ChainResult]:
-    """Per instance, the shipped chain project -> semantic -> pixel -> superres -> brdf, with the
+    """Per instance, the shipped chain material -> project -> semantic -> pixel -> superres -> brdf, with the
     per-item seeds a graph run derives (so the textures are a graph run's)."""
     from graphflow.tasks import derive_seed
     from graphflow.testing import make_context
     from nodes.brdf.nodes import Decompose
     from nodes.render.nodes import SampleViews
+    from nodes.swatch.nodes import SwatchMaterialNode
     from nodes.texture.nodes import TextureProject
 
     from .nodes import DistillPixel, DistillSemantic, SuperResAnchored
@@ -222,12 +225,13 @@ def texture_chain(scene: Scene, instances: Mapping[str, Instance], references: M
     for name in references:
         seed = derive_seed(0, name)
         ctx = lambda node: make_context(node, item=name, seed=seed)  # noqa: E731
-        start = TextureProject(p["project"]).run(ctx("project"), scene, instances[name], references[name])
-        semantic = DistillSemantic(p["semantic"]).run(ctx("semantic"), scene, instances[name], references[name],
-                                                      views, start)
-        pixel = DistillPixel(p["pixel"]).run(ctx("pixel"), scene, instances[name], references[name], views, semantic)
-        superres = SuperResAnchored(p["superres"]).run(ctx("superres"), pixel, references[name], scene=scene,
+        material = SwatchMaterialNode(p["material"]).run(ctx("material"), references[name])
+        start = TextureProject(p["project"]).run(ctx("project"), scene, instances[name], material)
+        semantic = DistillSemantic(p["semantic"]).run(ctx("semantic"), scene, instances[name], material, views, start)
+        pixel = DistillPixel(p["pixel"]).run(ctx("pixel"), scene, instances[name], material, views, semantic)
+        superres = SuperResAnchored(p["superres"]).run(ctx("superres"), pixel, material, scene=scene,
                                                        instances=instances[name])
         final = Decompose(p["brdf"]).run(ctx("brdf"), scene, instances[name], superres, references[name])
-        out[name] = ChainResult(start, final, views)
+        out[name] = ChainResult(start, final, views, {"material": material, "semantic": semantic, "pixel": pixel,
+                                                      "superres": superres})
     return out

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from graphflow import Context, Keyed, Node, Resources, UserError, register
 from nodes.components.priors import ScorePrior, ScorePriorConfig, SuperResPriorConfig
 from nodes.priors import score_prior, superres_prior
-from nodes.types import DomainAdapter, Instance, Reference, Scene, TextureMap, Views
+from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
 from .loop import LoopSettings, distill_texture, with_one_restart
 from .metrics import (isolated_outliers, patch_sliced_wasserstein, seam_ratio_measure, structure_target,
@@ -183,7 +183,7 @@ def _views_or_fallback(ctx: Context, views: Views, name: str, init: TextureMap |
         ctx.log.warning("%s: instance '%s' is %s (%s)", ctx.node_id, name, note, err)
         ctx.note(note)
         return TextureMap(image=init.image.clone(), mask=init.mask.clone(), info={**dict(init.info), "note": note},
-                          ideal=init.ideal)
+                          ideal=init.ideal, height=init.height, roughness=init.roughness)
 
 
 def _candidates(params: DistillParams, init: TextureMap | None, images: list[torch.Tensor],
@@ -267,6 +267,8 @@ def _with_run_info(best: TextureMap, scores: dict[str, float], init: TextureMap 
         best.info.update({k: init.info[k] for k in WORLD_SCALE_KEYS if k in init.info})
         if init.ideal is not None and tuple(init.ideal.shape) == tuple(best.image.shape):
             best = dataclasses.replace(best, ideal=init.ideal)  # the next stage scores against it too
+        # The material's other maps are laid by texture.project; distillation refines colour only.
+        best = dataclasses.replace(best, height=init.height, roughness=init.roughness)
     return best
 
 
@@ -331,10 +333,11 @@ class DistillStage(Node):
     reads_only = ("scene", "views")  # shared by every item (all views: large): not copied per item
     resources = Resources(num_cpus=2, memory_mb=1024)
 
-    def distill(self, ctx: Context, scene: Scene, instance: Instance, reference: Reference, views: Views,
-                init: TextureMap | None, guidance_bank: Keyed[Reference] | None, weights: Path | None,
+    def distill(self, ctx: Context, scene: Scene, instance: Instance, reference: Reference | SwatchMaterial,
+                views: Views, init: TextureMap | None, guidance_bank: Keyed[Reference] | None, weights: Path | None,
                 domain_adapter: DomainAdapter | None = None) -> TextureMap:
-        return run_distillation(with_weights(self.params, weights), ctx, scene, instance, reference, views,
+        return run_distillation(with_weights(self.params, weights), ctx, scene, instance, as_reference(reference),
+                                views,
                                 guidance_bank, init, self.name.removeprefix("distill."), domain_adapter=domain_adapter)
 
 
@@ -346,8 +349,8 @@ class DistillSemantic(DistillStage):
     version = 4  # 4: candidates chosen by SELECTION_MEASURE; the output carries the start's ideal
     Params = DistillParams
 
-    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
-            init: TextureMap | None = None, guidance_bank: Keyed[Reference] | None = None,
+    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
+            views: Views, init: TextureMap | None = None, guidance_bank: Keyed[Reference] | None = None,
             weights: Path | None = None, domain_adapter: DomainAdapter | None = None) -> TextureMap:
         return self.distill(ctx, scene, instances, references, views, init, guidance_bank, weights, domain_adapter)
 
@@ -373,8 +376,8 @@ class DistillPixel(DistillStage):
     version = 3  # 3: candidates chosen by SELECTION_MEASURE; the output carries the start's ideal
     Params = PixelParams
 
-    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference, views: Views,
-            init: TextureMap, guidance_bank: Keyed[Reference] | None = None,
+    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
+            views: Views, init: TextureMap, guidance_bank: Keyed[Reference] | None = None,
             weights: Path | None = None) -> TextureMap:
         return self.distill(ctx, scene, instances, references, views, init, guidance_bank, weights)
 
@@ -465,13 +468,14 @@ class SuperResAnchored(Node):
     reads_only = ("scene",)  # shared by every item: not copied per item
     resources = Resources(num_cpus=2, memory_mb=1024)
 
-    def run(self, ctx: Context, texture: TextureMap, references: Reference,
+    def run(self, ctx: Context, texture: TextureMap, references: Reference | SwatchMaterial,
             weights: Path | None = None, scene: Scene | None = None,
             instances: Instance | None = None) -> TextureMap:
         from nodes.render.uv_raster import fill_atlas_gutter
 
-        from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info
+        from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info, upsampled_map
 
+        references = as_reference(references)
         p = with_weights(self.params, weights)
         images = reference_images(references, ctx)
         if "texels_per_metre" in texture.info:
@@ -510,4 +514,6 @@ class SuperResAnchored(Node):
             info["texels_per_metre"] = float(texture.info["texels_per_metre"]) * p.factor
         info.update(superres_info(out, image, out_mask, texture.mask.bool(), images[0], p.factor))
         return TextureMap(image=out.contiguous(), mask=out_mask, info={**dict(texture.info), **info,
-                                                                       "input_size": int(image.shape[-1])})
+                                                                       "input_size": int(image.shape[-1])},
+                          height=upsampled_map(texture.height, p.factor, out_mask),
+                          roughness=upsampled_map(texture.roughness, p.factor, out_mask))

@@ -193,6 +193,17 @@ def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instan
     return uv_island_mask(scene.uvs, scene.faces[instance.face_mask], size)
 
 
+def upsampled_map(value: torch.Tensor | None, factor: int, out_mask: torch.Tensor) -> torch.Tensor | None:
+    """A material map laid by texture.project (`[1, H, W]` height or roughness) on the upscaled atlas:
+    bilinear, its gutter refilled from `out_mask` by the atlas's one gutter rule. None stays None."""
+    from nodes.render.uv_raster import fill_atlas_gutter
+
+    if value is None:
+        return None
+    up = F.interpolate(value.float()[None], scale_factor=factor, mode="bilinear", align_corners=False)[0]
+    return fill_atlas_gutter(up, out_mask.bool()).contiguous() if bool(out_mask.any()) else up.contiguous()
+
+
 def superres_info(out: torch.Tensor, image: torch.Tensor, out_mask: torch.Tensor, mask: torch.Tensor,
                   reference: torch.Tensor, factor: int) -> dict[str, Any]:
     from .metrics import superres_report

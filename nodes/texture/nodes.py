@@ -4,7 +4,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Node, Resources, UserError, register
-from nodes.types import Instance, Reference, Scene, TextureMap
+from nodes.types import Instance, Reference, Scene, SwatchMaterial, TextureMap
 
 from .project import ProjectionSettings, project_instance
 
@@ -38,7 +38,9 @@ class ProjectParams(BaseModel):
 class TextureProject(Node):
     """The bound swatch laid on each instance at its real size (`size`, `mode` of its reference): per UV
     chart by the chart's tangent frame, triplanar where charts are tiny or distorted, cross-faded across
-    seams. A fast preview on its own, and the start of `distill.semantic`."""
+    seams. A fast preview on its own, and the start of `distill.semantic`. From a `swatch.material`
+    (a SwatchMaterial) it lays the albedo and, where present, height and roughness with the same charts,
+    phase and blends; from a bound Reference, its first image."""
 
     name = "texture.project"
     version = 2  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
@@ -47,11 +49,12 @@ class TextureProject(Node):
     reads_only = ("scene",)  # shared by every item: not copied per item
     resources = Resources(num_cpus=1, memory_mb=1024)
 
-    def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference) -> TextureMap:
+    def run(self, ctx: Context, scene: Scene, instances: Instance,
+            references: Reference | SwatchMaterial) -> TextureMap:
         if instances.face_mask.shape[0] != scene.num_faces:
             raise UserError("instances do not belong to this scene (face count differs)", node=ctx.node_id,
                             item=ctx.item, hint="connect `scene` and `instances` from the same loader")
-        if not references.images:
+        if isinstance(references, Reference) and not references.images:
             raise UserError("the reference has no images", node=ctx.node_id, item=ctx.item,
                             hint="bind at least one image to this instance in the references file")
         if not bool(instances.face_mask.any()):

@@ -32,7 +32,7 @@ from scipy.ndimage import distance_transform_cdt
 from scipy.spatial import cKDTree
 
 from nodes.render.uv_raster import dilate_into_empty, texel_fragments
-from nodes.types import Reference, Scene, TextureMap
+from nodes.types import Reference, Scene, SwatchMaterial, TextureMap
 
 from .charts import Charts, build_charts
 from .swatch import Swatch, sample_fitted, sample_tiled, sample_triplanar
@@ -214,7 +214,8 @@ def fitted_colours(charts: Charts, texels: Texels, chart: torch.Tensor, swatch: 
                    zoom: float = 1.0) -> torch.Tensor:
     """`fit`: the picture stretched once over the largest chart's extent (in its frame); the rest its border."""
     largest = int(np.argmax(charts.area))
-    out = swatch.border_colour()[None].expand(len(texels.index), 3).clone()
+    border = swatch.border_colour()
+    out = border[None].expand(len(texels.index), len(border)).clone()
     members = chart == largest
     corners = np.unique(charts.faces[charts.chart == largest].reshape(-1))
     s_corner = charts.uvs[corners] @ charts.linear[largest].T + charts.offset[largest]
@@ -235,13 +236,16 @@ def fit_extent(charts: Charts) -> tuple[float, float]:
     return float(max(width, 1e-6)), float(max(height, 1e-6))
 
 
-def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference,
+def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference | SwatchMaterial,
                      settings: ProjectionSettings, with_ideal: bool = False) -> TextureMap:
     """The reference laid on the instance at its real size (module docstring), on its own atlas.
 
+    A SwatchMaterial's maps (albedo, and height / roughness when it has them) are stacked as channels and
+    laid in one pass, so they share every chart, frame, phase, triplanar and seam blend exactly.
     `with_ideal`: the result also carries `ideal`, the same swatch at `IDEAL_PHASE` without seam blending on
     the same atlas (the charts and texels are shared, so it costs one more colour lookup): what the
     refinement stages score their candidates against, so that they need not project again."""
+    image, layout = _stacked_maps(reference)
     faces = scene.faces[face_mask].numpy()
     charts = build_charts(scene.positions.numpy(), scene.normals.numpy(), scene.uvs.numpy(), faces)
     side = atlas_side(charts, settings)
@@ -250,12 +254,15 @@ def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference
     density = settings.texels_per_metre
     small = charts.area * density**2 < settings.min_chart_texels
     triplanar = (charts.distortion > settings.max_distortion) | small
-    swatch = _swatch(reference, charts, density)
+    swatch = _swatch(image, reference.size, reference.mode, charts, density)
     painted = _painted_atlas(charts, texels, chart, mask, swatch, triplanar, settings, reference.mode, side)
+    painted = _clamped(painted, layout)
     ideal = None
     if with_ideal:
         unblended = dataclasses.replace(settings, blend_width=0.0, phase=IDEAL_PHASE)
-        ideal = _painted_atlas(charts, texels, chart, mask, swatch, triplanar, unblended, reference.mode, side)
+        albedo_only = dataclasses.replace(swatch, image=swatch.image[:3])
+        ideal = _painted_atlas(charts, texels, chart, mask, albedo_only, triplanar, unblended, reference.mode,
+                               side).clamp(0, 1)
     info: dict[str, Any] = {
         "stage": "project", "mode": reference.mode, "swatch_size_m": [swatch.width_m, swatch.height_m],
         "texels_per_metre": density, "atlas_size": side, "charts": charts.count,
@@ -265,14 +272,38 @@ def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference
         "projection": {"blend_width": settings.blend_width, "max_distortion": settings.max_distortion,
                        "min_chart_texels": settings.min_chart_texels},
     }
-    return TextureMap(image=painted, mask=mask.clone(), info=info, ideal=ideal)
+    maps = {name: painted[lo:hi].contiguous() for name, (lo, hi) in layout.items()}
+    return TextureMap(image=maps["albedo"], mask=mask.clone(), info=info, ideal=ideal,
+                      height=maps.get("height"), roughness=maps.get("roughness"))
 
 
-def _swatch(reference: Reference, charts: Charts, density: float) -> Swatch:
-    if reference.mode == "fit":
+def _stacked_maps(reference: Reference | SwatchMaterial) -> tuple[torch.Tensor, dict[str, tuple[int, int]]]:
+    """The maps to lay as one `[C, h, w]` image, and each map's channel range in it (albedo first)."""
+    if not isinstance(reference, SwatchMaterial):
+        return reference.images[0], {"albedo": (0, 3)}
+    maps, layout, start = [reference.albedo.float()], {"albedo": (0, 3)}, 3
+    for name in ("height", "roughness"):
+        value = getattr(reference, name)
+        if value is not None:
+            maps.append(value.float())
+            layout[name] = (start, start + 1)
+            start += 1
+    return torch.cat(maps), layout
+
+
+def _clamped(painted: torch.Tensor, layout: dict[str, tuple[int, int]]) -> torch.Tensor:
+    """Colours and roughness clamped to [0, 1]; height (metres, signed) as laid."""
+    if "height" not in layout:
+        return painted.clamp(0, 1)
+    lo, hi = layout["height"]
+    return torch.cat([painted[:lo].clamp(0, 1), painted[lo:hi], painted[hi:].clamp(0, 1)])
+
+
+def _swatch(image: torch.Tensor, size: float, mode: str, charts: Charts, density: float) -> Swatch:
+    if mode == "fit":
         width, height = fit_extent(charts)
-        return Swatch.at_density(reference.images[0], width, density, height_m=height)
-    return Swatch.at_density(reference.images[0], reference.size, density)
+        return Swatch.at_density(image, width, density, height_m=height)
+    return Swatch.at_density(image, size, density)
 
 
 def _painted_atlas(charts: Charts, texels: Texels, chart: torch.Tensor, mask: torch.Tensor, swatch: Swatch,
@@ -284,9 +315,10 @@ def _painted_atlas(charts: Charts, texels: Texels, chart: torch.Tensor, mask: to
         chart_colours = ChartColours(charts, swatch, triplanar, settings.phase)
         colours = chart_colours(chart, texels.uv, texels.position, texels.normal)
         colours = blend_seams(colours, texels, charts, chart_colours, settings.blend_width)
-    atlas = torch.zeros(3, side * side)
+    channels = int(swatch.image.shape[0])
+    atlas = torch.zeros(channels, side * side)
     atlas[:, texels.index] = colours.T.float()
-    atlas = atlas.reshape(3, side, side)
+    atlas = atlas.reshape(channels, side, side)
     filled = torch.zeros(side * side, dtype=torch.bool)
     filled[texels.index] = True
     if bool(mask.any()):
@@ -296,4 +328,4 @@ def _painted_atlas(charts: Charts, texels: Texels, chart: torch.Tensor, mask: to
         atlas = dilate_into_empty(atlas, filled, iterations=FILL_RINGS)
         far = ~(torch.from_numpy(distance_transform_cdt(~filled.numpy(), metric="chessboard") <= FILL_RINGS))
         atlas = torch.where(far[None], atlas[:, mask].mean(1)[:, None, None], atlas)
-    return atlas.clamp(0, 1).contiguous()
+    return atlas.contiguous()

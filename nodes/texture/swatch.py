@@ -32,7 +32,10 @@ class Swatch:
         if image.shape[-1] > target[1] or image.shape[-2] > target[0]:
             size = (min(target[0], image.shape[-2]), min(target[1], image.shape[-1]))
             image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-        return Swatch(image.clamp(0, 1).contiguous(), float(width_m), float(height_m))
+        # Colours (the first 3 channels) clamp to [0, 1]; further maps stacked after them (a SwatchMaterial's
+        # height in metres, roughness) keep their values.
+        image = torch.cat([image[:3].clamp(0, 1), image[3:]])
+        return Swatch(image.contiguous(), float(width_m), float(height_m))
 
     def mean_colour(self) -> torch.Tensor:
         return self.image.mean((1, 2))

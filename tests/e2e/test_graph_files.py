@@ -9,7 +9,7 @@ from e2e_helpers import GRAPHS, graphflow_cli
 import graphflow as gf
 
 TEXTURING = ["demo_room.yaml", "texture_scene.yaml", "texture_scene_sd.yaml"]
-NODE_IDS = {"scene", "segment", "bind", "views", "project", "semantic", "pixel", "superres", "brdf", "export",
+NODE_IDS = {"scene", "segment", "bind", "material", "views", "project", "semantic", "pixel", "superres", "brdf", "export",
             "export_usd", "export_mtlx", "preview"}
 OUTPUTS = {"asset", "usdz", "mtlx", "preview"}
 KNOBS = ["semantic.params.steps=7", "pixel.params.steps=7", "superres.params.steps=7", "brdf.params.steps=7",

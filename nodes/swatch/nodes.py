@@ -1,0 +1,77 @@
+"""`swatch.material`: per reference, the photo turned into a material in the swatch's own 2D space.
+
+Runs once per reference before projection, so every instance bound to the same reference shares the
+cached result. Its steps are plain functions:
+- `fit_material` (pbrphoto, issue 21): albedo, height, roughness, metallic from the photo(s); until it
+  lands, the image as bound and no maps;
+- `make_tileable` (issue 25): in `tile` mode, the maps made seamless by one transform applied to all of
+  them alike (a swatch that already tiles comes out unchanged).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+from graphflow import Context, Node, Resources, UserError, register
+from nodes.types import Reference, SwatchMaterial
+
+from .tileable import TileSettings, make_tileable
+
+
+class MaterialParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    def tile_settings(self) -> TileSettings:
+        return TileSettings()
+
+
+def fit_material(reference: Reference) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
+                                                 float | None]:
+    """(albedo, height, roughness, metallic) of the reference's first image: the image as bound, no maps."""
+    return reference.images[0].float().clamp(0, 1), None, None, None
+
+
+def material_from_reference(reference: Reference, settings: TileSettings) -> SwatchMaterial:
+    """The SwatchMaterial of one reference: fitted, then (tile mode) made tileable, every map alike."""
+    albedo, height, roughness, metallic = fit_material(reference)
+    info: dict[str, Any] = {}
+    size = float(reference.size)
+    if reference.mode == "tile":
+        width = int(albedo.shape[-1])
+        maps = [m for m in (albedo, height, roughness) if m is not None]
+        tiled, info = make_tileable(torch.cat(maps), settings)
+        albedo, rest = tiled[:3], tiled[3:]
+        if height is not None:
+            height, rest = rest[:1], rest[1:]
+        if roughness is not None:
+            roughness = rest[:1].clamp(0, 1)
+        size *= int(albedo.shape[-1]) / width  # a tile trimmed to the texture's period keeps its metres per texel
+    return SwatchMaterial(albedo=albedo.contiguous(), height=height, roughness=roughness, metallic=metallic,
+                          size=size, mode=reference.mode,
+                          repeat=str(getattr(reference, "repeat", "exact")), material=reference.material,
+                          info={"tileable": info}, prompt=reference.prompt)
+
+
+@register
+class SwatchMaterialNode(Node):
+    """One bound reference as a material in its own 2D space: albedo (+ height, roughness when fitted),
+    made seamless in `tile` mode by one transform shared by every map. Cached per reference, so every
+    instance bound to the same reference shares it; `texture.project` lays all its maps."""
+
+    name = "swatch.material"
+    version = 1
+    Params = MaterialParams
+    map_over = "references"
+    resources = Resources(num_cpus=1, memory_mb=1024)
+
+    def run(self, ctx: Context, references: Reference) -> SwatchMaterial:
+        if not references.images:
+            raise UserError("the reference has no images", node=ctx.node_id, item=ctx.item,
+                            hint="bind at least one image to this instance in the references file")
+        image = references.images[0]
+        if image.dim() != 3 or image.shape[0] != 3 or min(image.shape[-2:]) < 8:
+            raise UserError(f"reference image 0 is unusable (shape {tuple(image.shape)}, needs [3, H>=8, W>=8])",
+                            node=ctx.node_id, item=ctx.item, hint="replace the image file")
+        return material_from_reference(references, self.params.tile_settings())

@@ -1,0 +1,62 @@
+"""swatch.material and the maps texture.project lays from it (SWATCH_INTERFACE.md §2-3)."""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+import nodes.catalog  # noqa: F401
+from graphflow.testing import make_context
+from nodes.distill.superres import upsampled_map
+from nodes.scene.nodes import SegmentParts
+from nodes.swatch.nodes import SwatchMaterialNode
+from nodes.texture.project import ProjectionSettings, project_instance
+from nodes.texture.samples import shapes_references, shapes_scene
+from nodes.types import SwatchMaterial
+
+
+def test_a_material_lays_height_and_roughness_exactly_like_its_albedo() -> None:
+    """Height and roughness go through the same charts, triplanar blend and seam blend as the colour: each map
+    laid alone as a grey picture gives the same atlas (the sphere has a triplanar chart and seams)."""
+    scene = shapes_scene()
+    instances = SegmentParts({}).run(make_context("segment"), scene)
+    reference = shapes_references()["ball"]
+    albedo = reference.images[0].float()
+    generator = torch.Generator().manual_seed(0)
+    height = (torch.rand(1, *albedo.shape[-2:], generator=generator) - 0.5) * 0.004  # metres, signed
+    roughness = albedo.mean(0, keepdim=True)
+    material = SwatchMaterial(albedo=albedo, height=height, roughness=roughness, metallic=None,
+                              size=reference.size, mode=reference.mode, material=reference.material)
+    settings = ProjectionSettings(texels_per_metre=64)
+    face_mask = instances["ball"].face_mask
+    laid = project_instance(scene, face_mask, material, settings, with_ideal=True)
+    plain = project_instance(scene, face_mask, reference, settings, with_ideal=True)
+    assert torch.equal(laid.image, plain.image) and torch.equal(laid.ideal, plain.ideal)
+    for name, value in (("height", height), ("roughness", roughness)):
+        alone = project_instance(scene, face_mask, dataclasses.replace(reference, images=(value.expand(3, -1, -1),)),
+                                 settings)
+        got = getattr(laid, name)
+        assert got.shape == (1, *laid.image.shape[-2:])
+        if name == "height":  # a grey picture is clamped to [0, 1]; height is laid unclamped: compare shifted
+            alone = project_instance(scene, face_mask, dataclasses.replace(
+                reference, images=((value + 0.5).expand(3, -1, -1),)), settings)
+            got = got + 0.5
+        assert torch.allclose(got[0], alone.image[0], atol=1e-6), name
+    assert float(laid.height.min()) < 0  # signed metres survive
+
+
+def test_swatch_material_of_a_tileable_swatch_is_the_image_itself() -> None:
+    reference = shapes_references()["ball"]
+    material = SwatchMaterialNode({}).run(make_context("material"), reference)
+    assert torch.equal(material.albedo, reference.images[0].float().clamp(0, 1))
+    assert material.height is None and material.roughness is None and material.size == reference.size
+    assert material.as_reference().images[0] is material.albedo
+
+
+def test_superres_upsamples_a_map_and_refills_its_gutter() -> None:
+    value = torch.arange(16.0).reshape(1, 4, 4)
+    mask = torch.zeros(8, 8, dtype=torch.bool)
+    mask[:4, :4] = True
+    up = upsampled_map(value, 2, mask)
+    assert up.shape == (1, 8, 8) and torch.isfinite(up).all()
+    assert upsampled_map(None, 2, mask) is None
