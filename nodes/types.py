@@ -89,6 +89,9 @@ class Reference(TensorData):
     # "tile": a material swatch repeated at its real size; "fit": one picture placed once over
     # the instance's largest chart (a rug, a painting, a label).
     mode: str = "tile"
+    # Several photos under different lights (issue 21): per image (azimuth, elevation or None) in degrees,
+    # azimuth 0 = from the image's right, 90 = from its top. Empty: one photo, its light estimated.
+    lights: tuple[tuple[float, float | None], ...] = ()
 
 
 @value_type

@@ -55,7 +55,7 @@ class FitWeights:
     height_laplacian: float = 0.02
     roughness_tv: float = 0.01
     roughness_range: float = 10.0
-    steps: int = 250
+    steps: int = 120
     coarse: int = 2  # texels per roughness cell: roughness is smoother than albedo
     lr: float = 0.03
 
@@ -197,14 +197,20 @@ def _laplacian(x: torch.Tensor) -> torch.Tensor:
     return kornia.filters.laplacian(x[None], 3, border_type="replicate")[0]
 
 
+def _low_pass(x: torch.Tensor) -> torch.Tensor:
+    """A cheap low-pass at about `PASS_FRACTION` of the swatch: area-downsampled, bilinear back."""
+    _, h, w = x.shape
+    small = F.adaptive_avg_pool2d(x[None], (max(1, round(1 / PASS_FRACTION)),) * 2)
+    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0]
+
+
 def _prior_loss(v: _Variables, rough: torch.Tensor, material: str, w: FitWeights, one_photo: bool) -> torch.Tensor:
     prior = material_prior(material)
     log_lum = torch.log(luminance(torch.exp(v.log_albedo)))
     chroma = v.log_albedo - log_lum
     loss = w.chroma_tv * _tv(chroma) + w.height_laplacian * _laplacian(v.height).pow(2).mean()
     if one_photo:  # several photos constrain the albedo's detail themselves
-        sigma = max(1.0, PASS_FRACTION * min(log_lum.shape[-2:]))
-        loss = loss + w.albedo_highpass * (log_lum - _blur(log_lum.detach(), sigma)).pow(2).mean()
+        loss = loss + w.albedo_highpass * (log_lum - _low_pass(log_lum.detach())).pow(2).mean()
     lo, hi = prior.roughness
     loss = loss + w.roughness_tv * _tv(rough) + w.roughness_range * (F.relu(lo - rough) + F.relu(rough - hi)).pow(2).mean()
     return loss
@@ -269,3 +275,15 @@ def fit_one_photo(photo: torch.Tensor, size: float, material: str = "generic",
     result.albedo = (result.albedo * gain).clamp(0.0, 1.0)
     result.info.update(evidence, light={"azimuth": light.azimuth, "elevation": light.elevation})
     return result
+
+
+def shading_anisotropy(photo: torch.Tensor, azimuth: float) -> float:
+    """How much more of the photo's detail varies along the light than across it (energy ratio of the
+    band-passed log luminance's directional derivatives): ~1 for an unlit picture, ~3 for isotropic relief
+    under one raking light."""
+    shading = band_pass(torch.log(luminance(photo).clamp_min(1e-4)))
+    g = _gradients(shading)
+    u = torch.tensor([math.cos(math.radians(azimuth)), math.sin(math.radians(azimuth))])
+    along = (g * u[:, None, None]).sum(0)
+    across = (g * torch.stack([-u[1], u[0]])[:, None, None]).sum(0)
+    return float(along.pow(2).mean() / across.pow(2).mean().clamp_min(1e-12))

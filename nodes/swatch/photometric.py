@@ -36,6 +36,8 @@ SHADOW_LEVEL = 0.04  # a sample below this fraction of the pixel's brightest lig
 TUKEY_C = 0.25  # relative residual beyond which a light's sample has no weight
 IRLS_STEPS = 4
 DEFAULT_ELEVATION = 45.0
+ELEVATION_PULL = 1e-4
+ROUGHNESS_STEPS = 60
 SKY_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)  # the sky's irradiance as a fraction of a light's
 
 
@@ -106,36 +108,41 @@ def _stereo_at(lums: torch.Tensor, azimuths: Sequence[float], elevations: Sequen
     return lambert_stereo(lums, dirs)
 
 
-def estimate_elevation(flats: Sequence[torch.Tensor], lights: Sequence[Light], given: Sequence[float | None],
-                       pixel_size: float, material: str) -> list[float]:
-    """Fill the elevations not given with one common value: the grid value whose full GGX re-render fits the
-    photos best, plus a weak pull to `DEFAULT_ELEVATION` (module docstring, step 4)."""
+def _measured_normals(b: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    return (b / b.norm(dim=1, keepdim=True).clamp_min(1e-6)).T.reshape(3, *shape)
+
+
+def estimate_elevation(flats: Sequence[torch.Tensor], azimuths: Sequence[float], given: Sequence[float | None],
+                       material: str) -> list[float]:
+    """Fill the elevations not given with one common value: the grid value whose full GGX re-render (with
+    the sky fitted as in `_albedo`) fits the photos best, plus a weak pull to `DEFAULT_ELEVATION` (module
+    docstring, step 4)."""
     if all(e is not None for e in given):
         return [float(e) for e in given]  # type: ignore[arg-type]
     _, h, w = flats[0].shape
     lums = torch.cat([luminance(f).reshape(-1, 1) for f in flats], 1)
     rough = material_prior(material).roughness_typical
     best, best_cost = DEFAULT_ELEVATION, float("inf")
-    for candidate in range(20, 75, 5):
+    for candidate in range(20, 80, 5):
         elevations = [float(e) if e is not None else float(candidate) for e in given]
-        b, _ = _stereo_at(lums, [lt.azimuth for lt in lights], elevations)
-        _, normal = _normals_from_b(b, (h, w), pixel_size)
-        albedo = b.norm(dim=1).reshape(1, h, w).expand(3, h, w)
+        b, weights = _stereo_at(lums, azimuths, elevations)
+        normal = _measured_normals(b, (h, w))
+        albedo, sky = _albedo(flats, normal, weights, azimuths, elevations)
         cost = 0.0
         for k, lum in enumerate(lums.T):
-            light = replace(lights[k], elevation=elevations[k], falloff=(0.0,) * FALLOFF_TERMS, intensity=1.0, ambient=0.0)
+            light = Light(float(azimuths[k]), elevations[k], ambient=sky)
             image = render_swatch(albedo, normal, rough, 0.0, light)
-            cost += float((torch.log(luminance(image).reshape(-1) + 0.01) - torch.log(lum + 0.01)).pow(2).mean())
-        cost = cost / len(flats) + 1e-4 * ((candidate - DEFAULT_ELEVATION) / 10.0) ** 2
+            cost += float((weights[:, k] * (torch.log(luminance(image).reshape(-1) + 0.01) - torch.log(lum + 0.01)) ** 2).mean())
+        cost = cost / len(flats) + ELEVATION_PULL * ((candidate - DEFAULT_ELEVATION) / 10.0) ** 2
         if cost < best_cost:
             best, best_cost = float(candidate), cost
     return [float(e) if e is not None else best for e in given]
 
 
 def _albedo(flats: Sequence[torch.Tensor], normal: torch.Tensor, weights: torch.Tensor,
-            azimuths: Sequence[float], elevations: Sequence[float]) -> torch.Tensor:
-    """`[3, H, W]`: per pixel the trimmed photos' sum over their predicted shading's sum (`n·l` plus a sky
-    term fitted once), the stereo's counterpart of averaging the photos."""
+            azimuths: Sequence[float], elevations: Sequence[float]) -> tuple[torch.Tensor, float]:
+    """(`[3, H, W]`, sky): per pixel the trimmed photos' sum over their predicted shading's sum (`n·l` plus a
+    sky term fitted once), the stereo's counterpart of averaging the photos."""
     _, h, w = flats[0].shape
     dirs = light_direction(torch.tensor(list(azimuths), dtype=torch.float32), torch.tensor(list(elevations), dtype=torch.float32))
     shade = (normal.reshape(3, -1).T @ dirs.T).clamp_min(0.0)  # [N, K]
@@ -148,7 +155,7 @@ def _albedo(flats: Sequence[torch.Tensor], normal: torch.Tensor, weights: torch.
         if cost < best_cost:
             best, best_cost = sky, cost
     denom = (weights * (shade + best)).sum(1).clamp_min(1e-6)
-    return ((rgb * weights).sum(-1) / denom).reshape(3, h, w)
+    return ((rgb * weights).sum(-1) / denom).reshape(3, h, w), best
 
 
 def photometric_stereo(images: Sequence[torch.Tensor], azimuths: Sequence[float], elevations: Sequence[float | None],
@@ -157,16 +164,14 @@ def photometric_stereo(images: Sequence[torch.Tensor], azimuths: Sequence[float]
     _, h, w = images[0].shape
     pixel = size / w
     flats = _common_detrend(images)
-    lights = [Light(float(az), DEFAULT_ELEVATION) for az in azimuths]
-    elev = estimate_elevation(flats, lights, elevations, pixel, material)
+    elev = estimate_elevation(flats, azimuths, elevations, material)
     lums = torch.cat([luminance(f).reshape(-1, 1) for f in flats], 1)
     b, weights = _stereo_at(lums, azimuths, elev)
     height, normal = _normals_from_b(b, (h, w), pixel)
     # The measured (not integrated) normals shade the albedo: integration bends steep relief a little.
-    measured = (b / b.norm(dim=1, keepdim=True).clamp_min(1e-6)).T.reshape(3, h, w)
-    albedo = _albedo(flats, measured, weights, azimuths, elev)
-    fitted = [Light(float(az), e, (0.0,) * FALLOFF_TERMS, 1.0, 0.0) for az, e in zip(azimuths, elev)]
-    weights_fit = FitWeights() if refine_steps is None else replace(FitWeights(), steps=refine_steps)
+    albedo, sky = _albedo(flats, _measured_normals(b, (h, w)), weights, azimuths, elev)
+    fitted = [Light(float(az), e, (0.0,) * FALLOFF_TERMS, 1.0, sky) for az, e in zip(azimuths, elev)]
+    weights_fit = replace(FitWeights(), steps=ROUGHNESS_STEPS if refine_steps is None else refine_steps, lr=0.1)
     # Albedo and normals are what the Lambertian stereo measures well; the re-rendering fit adds roughness.
     result = refine(flats, fitted, albedo.clamp(1e-3, 1.0), height, pixel, material, weights_fit, free=("roughness",))
     mean_photo = torch.stack([luminance(img).mean() for img in images]).mean()
