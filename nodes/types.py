@@ -184,6 +184,9 @@ class PBRMaps(TensorData):
     mask: torch.Tensor  # [H, W] bool, the texture's `TextureMap.mask` (the texels that hold data)
     material: str = "generic"
     info: dict[str, Any] = field(default_factory=dict)
+    # [1, H, W] metres of relief (the laid swatch height, `TextureMap.height`) or None: exported as
+    # displacement where the format takes it; the normal map already shows it.
+    height: torch.Tensor | None = None
 
 
 Instances = Keyed[Instance]
