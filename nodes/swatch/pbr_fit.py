@@ -183,6 +183,9 @@ class _Variables(torch.nn.Module):
         self.rough_logit = torch.nn.Parameter(torch.full(grid, math.log(r / (1 - r))))
         self.falloff = torch.nn.Parameter(torch.tensor([light.falloff for light in lights], dtype=torch.float32))
         self.log_gain = torch.nn.Parameter(torch.tensor([math.log(light.intensity) for light in lights]))
+        # The light's strength against the albedo's scale: the diffuse term sees only their product, the
+        # (albedo-free) specular lobe sees the light alone.
+        self.exposure = torch.nn.Parameter(torch.zeros(()))
 
     def roughness(self, shape: tuple[int, int]) -> torch.Tensor:
         up = F.interpolate(self.rough_logit[None], size=shape, mode="bilinear", align_corners=False)[0]
@@ -218,10 +221,11 @@ def _prior_loss(v: _Variables, rough: torch.Tensor, material: str, w: FitWeights
 
 def refine(photos: Sequence[torch.Tensor], lights: Sequence[Light], albedo: torch.Tensor, height: torch.Tensor,
            pixel_size: float, material: str, weights: FitWeights | None = None, roughness: float | None = None,
-           seed: int = 0, free: tuple[str, ...] = ("albedo", "height", "roughness")) -> FitResult:
+           seed: int = 0, free: tuple[str, ...] = ("albedo", "height", "roughness"),
+           free_lights: tuple[str, ...] = ()) -> FitResult:
     """Adam on the re-rendering loss over albedo, height, roughness (and each photo's fall-off and gain
-    when there are several) from the given start (module docstring, step 3). `free` names the maps that
-    move ("albedo", "height", "roughness")."""
+    when asked) from the given start (module docstring, step 3). `free` names the maps that
+    move ("albedo", "height", "roughness"), `free_lights` the light parameters ("falloff", "log_gain", "exposure")."""
     torch.manual_seed(seed)
     w = weights or FitWeights()
     prior = material_prior(material)
@@ -230,7 +234,7 @@ def refine(photos: Sequence[torch.Tensor], lights: Sequence[Light], albedo: torc
                    lights, coarse=w.coarse)
     one = len(photos) == 1
     chosen = {"albedo": v.log_albedo, "height": v.height, "roughness": v.rough_logit}
-    params = [chosen[name] for name in free] + ([] if one else [v.falloff, v.log_gain])
+    params = [chosen[name] for name in free] + [getattr(v, name) for name in free_lights]
     opt = torch.optim.Adam(params, lr=w.lr)
     targets = [torch.log(p.clamp_min(0.0) + 0.01) for p in photos]
     dirs = [light_direction(torch.tensor(float(lt.azimuth)), torch.tensor(float(lt.elevation))) for lt in lights]
@@ -243,8 +247,8 @@ def refine(photos: Sequence[torch.Tensor], lights: Sequence[Light], albedo: torc
         normal = height_to_normal(v.height, 1.0)
         data = 0.0
         for k, (target, light) in enumerate(zip(targets, lights)):
-            irr = torch.exp(v.log_gain[k] + torch.einsum("k,khw->hw", v.falloff[k], basis))
-            image = render_swatch(torch.exp(v.log_albedo), normal, rough, metallic, light, irr, dirs[k])
+            irr = torch.exp(v.log_gain[k] + v.exposure + torch.einsum("k,khw->hw", v.falloff[k], basis))
+            image = render_swatch(torch.exp(v.log_albedo - v.exposure), normal, rough, metallic, light, irr, dirs[k])
             data = data + (torch.log(image + 0.01) - target).pow(2).mean()
         loss = data / len(photos) + _prior_loss(v, rough, material, w, one)
         loss.backward()

@@ -3,20 +3,24 @@
 The photos are pixel-aligned (a tripod capture) and each comes with its light's azimuth (degrees, 0 =
 from the image's right, 90 = from its top) and, optionally, its elevation.
 
-1. Each photo's own fall-off (a lamp's cone, a vignette) is a smooth multiplicative field: its
-   low-order log trend (`detrend`) is divided out, each photo keeping its mean level.
+1. Each photo's own fall-off (a lamp's cone, a vignette) is a smooth multiplicative field: the
+   deviation of its low-order log trend from the photos' common trend is divided out
+   (`_common_detrend`; the common part may be the albedo's own and stays), each keeping its mean level.
 2. Lambertian photometric stereo per pixel: `I_k = b · l_k` with `b = albedo · n`, solved by least
    squares over the lights and made robust by iteratively reweighted least squares (Tukey weights on
    the relative residual) plus zero weight on shadowed samples, so attached / cast shadows and the
-   specular peaks (the outliers of a Lambertian model) leave the solution.
+   specular peaks (the outliers of a Lambertian model) leave the solution. The albedo is the trimmed
+   photos' sum over their predicted shading's sum (`n·l` plus a sky term fitted once): the stereo's
+   counterpart of averaging the photos.
 3. The height is the Frankot-Chellappa integral of the normals' slopes (FFT; the least-squares
    integrable surface, periodic), which also makes the normals integrable.
 4. Elevation, when not given, is the one that makes the photos' full GGX re-render (the Lambert part is
    blind to it: a common elevation only rescales the relief, the bas-relief ambiguity) fit best, with a
    weak pull to 45 degrees.
-5. Roughness: what the Lambertian model leaves (the specular residual of each light, positive where the
-   half vector meets the normal) is fitted with the GGX lobe per pixel on a grid of roughness values,
-   then smoothed and kept in the class's range.
+5. Roughness: the re-rendering fit (`pbr_fit.refine`, Lambert + GGX) over a coarse roughness grid with
+   albedo and normals held at the stereo's, each photo's gain and fall-off free. Only a light near the
+   camera's axis makes the specular lobe's width visible on flat texels; with lights at one raking
+   elevation the lobe trades off with albedo and roughness stays near the class prior.
 """
 from __future__ import annotations
 
@@ -173,7 +177,8 @@ def photometric_stereo(images: Sequence[torch.Tensor], azimuths: Sequence[float]
     fitted = [Light(float(az), e, (0.0,) * FALLOFF_TERMS, 1.0, sky) for az, e in zip(azimuths, elev)]
     weights_fit = replace(FitWeights(), steps=ROUGHNESS_STEPS if refine_steps is None else refine_steps, lr=0.1)
     # Albedo and normals are what the Lambertian stereo measures well; the re-rendering fit adds roughness.
-    result = refine(flats, fitted, albedo.clamp(1e-3, 1.0), height, pixel, material, weights_fit, free=("roughness",))
+    result = refine(flats, fitted, albedo.clamp(1e-3, 1.0), height, pixel, material, weights_fit, free=("roughness",),
+                    free_lights=("falloff", "log_gain"))
     mean_photo = torch.stack([luminance(img).mean() for img in images]).mean()
     result.albedo = (result.albedo * mean_photo / luminance(result.albedo).mean().clamp_min(1e-6)).clamp(0.0, 1.0)
     result.info.update(elevations=elev, trimmed=float((weights == 0).float().mean()))

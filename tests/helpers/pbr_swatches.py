@@ -124,7 +124,8 @@ def plaster(n: int = 128, seed: int = 2, size: float = 0.4) -> KnownSwatch:
 
 
 def roof_tiles(n: int = 128, seed: int = 3, size: float = 0.6) -> KnownSwatch:
-    """Overlapping clay roof tiles in rows: each tile rises towards its lower edge and is barrel-curved."""
+    """Overlapping clay roof tiles in rows: each tile rises towards its lower edge and is barrel-curved (class
+    generic: the ceramic prior is for flat glazed tiles, whose relief is zero)."""
     gen = torch.Generator().manual_seed(seed)
     xx, yy = _grid(n, size)
     tw, th = 0.15, 0.12
@@ -138,7 +139,7 @@ def roof_tiles(n: int = 128, seed: int = 3, size: float = 0.6) -> KnownSwatch:
     albedo = torch.stack([0.45 + 0.15 * ident, 0.20 + 0.06 * ident, 0.12 + 0.02 * ident])
     albedo = albedo * (1 + 0.07 * _noise(gen, n, 1.5))
     rough = 0.35 + 0.45 * ident
-    return _finish("roof_tiles", "ceramic", albedo, _blur(height[None], 0.8), _blur(rough[None], 0.7), size)
+    return _finish("roof_tiles", "generic", albedo, _blur(height[None], 0.8), _blur(rough[None], 0.7), size)
 
 
 def _png(name: str) -> torch.Tensor:
