@@ -177,9 +177,13 @@ def photometric_stereo(images: Sequence[torch.Tensor], azimuths: Sequence[float]
     fitted = [Light(float(az), e, (0.0,) * FALLOFF_TERMS, 1.0, sky) for az, e in zip(azimuths, elev)]
     weights_fit = replace(FitWeights(), steps=ROUGHNESS_STEPS if refine_steps is None else refine_steps, lr=0.1)
     # Albedo and normals are what the Lambertian stereo measures well; the re-rendering fit adds roughness.
+    # b holds albedo times the light's strength: bring it to the photos' level (under the clamp at 1).
+    mean_photo = torch.stack([luminance(img).mean() for img in images]).mean()
+    scale = float(mean_photo / luminance(albedo).mean().clamp_min(1e-6))
+    albedo = albedo * scale
+    fitted = [replace(lt, intensity=1.0 / scale) for lt in fitted]
     result = refine(flats, fitted, albedo.clamp(1e-3, 1.0), height, pixel, material, weights_fit, free=("roughness",),
                     free_lights=("falloff", "log_gain"))
-    mean_photo = torch.stack([luminance(img).mean() for img in images]).mean()
     result.albedo = (result.albedo * mean_photo / luminance(result.albedo).mean().clamp_min(1e-6)).clamp(0.0, 1.0)
     result.info.update(elevations=elev, trimmed=float((weights == 0).float().mean()))
     return result
