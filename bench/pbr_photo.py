@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers.pbr_swatches import HELD_OUT, MAKERS, RAKING, TUNING, KnownSwatch, four_lights, known_swatch, photograph, shading  # noqa: E402
+from helpers.pbr_swatches import (  # noqa: E402
+    HELD_OUT, MAKERS, RAKING, TUNING, KnownSwatch, four_lights, known_swatch, photograph, shading)
 
 from nodes.brdf import photo_metrics as pm  # noqa: E402
 from nodes.brdf.materials import material_prior  # noqa: E402
@@ -63,14 +63,17 @@ def one_photo(sw: KnownSwatch, sigmas: tuple[float, ...]) -> dict[str, float]:
     sh = shading(sw, RAKING)
     truth = {"albedo": sw.albedo, "roughness": sw.roughness, "metallic": sw.metallic, "normal": sw.normal()}
     heuristic = pm.highpass_normals(photo, sigmas=sigmas)
-    removed = torch.log(luminance(photo).clamp_min(1e-4)) - torch.log(luminance(flatten_lighting(photo)).clamp_min(1e-4))
+    removed = (torch.log(luminance(photo).clamp_min(1e-4))
+               - torch.log(luminance(flatten_lighting(photo)).clamp_min(1e-4)))
     estimated = torch.einsum("k,khw->hw", torch.tensor(info["falloff"]), falloff_basis(*photo.shape[-2:]))
     rs = pm.roughness_scores(rough, sw.roughness)
     return {
         "leak": pm.shading_leak(albedo, sw.albedo, sh), "leak_photo": pm.shading_leak(photo, sw.albedo, sh),
         "rmse": pm.rmse_after_gain(albedo, sw.albedo), "rmse_photo": pm.rmse_after_gain(photo, sw.albedo),
-        "nxy": pm.normal_xy_correlation(normal, sw.normal()), "nxy_heuristic": pm.normal_xy_correlation(heuristic, sw.normal()),
-        "cos": pm.mean_normal_cosine(normal, sw.normal()), "cos_heuristic": pm.mean_normal_cosine(heuristic, sw.normal()),
+        "nxy": pm.normal_xy_correlation(normal, sw.normal()),
+        "nxy_heuristic": pm.normal_xy_correlation(heuristic, sw.normal()),
+        "cos": pm.mean_normal_cosine(normal, sw.normal()),
+        "cos_heuristic": pm.mean_normal_cosine(heuristic, sw.normal()),
         "rough_corr": rs["corr"] if roughness is not None else 0.0, "rough_rmse": rs["rmse"],
         "rough_rmse_single": rs["rmse_best_single"],
         "flatten_vs_falloff": pm.pearson(removed, estimated),
@@ -118,8 +121,10 @@ def print_rows(name: str, r: dict[str, dict[str, float]]) -> None:
     o, f, fn, v = r["one_photo"], r["four_lights"], r["four_lights_no_elevation"], r["five_lights"]
     print(f"{name:13s} one photo: leak {o['leak']:.2f} (photo {o['leak_photo']:.2f})  rmse {o['rmse']:.4f} "
           f"(photo {o['rmse_photo']:.4f})  nxy {o['nxy']:.2f} (heuristic {o['nxy_heuristic']:.2f})  cos {o['cos']:.3f} "
-          f"(heur. {o['cos_heuristic']:.3f})  az err {o['azimuth_error']:.0f}°  flatten~falloff {o['flatten_vs_falloff']:.2f}")
-    print(f"{'':13s} 4 lights: rmse {f['rmse']:.4f} (average {f['rmse_average']:.4f})  nxy {f['nxy']:.3f}  cos {f['cos']:.3f}"
+          f"(heur. {o['cos_heuristic']:.3f})  az err {o['azimuth_error']:.0f}°  "
+          f"flatten~falloff {o['flatten_vs_falloff']:.2f}")
+    print(f"{'':13s} 4 lights: rmse {f['rmse']:.4f} (average {f['rmse_average']:.4f})  nxy {f['nxy']:.3f}  "
+          f"cos {f['cos']:.3f}"
           f" | no elevation (est. {fn['elevation']:.0f}°): rmse {fn['rmse']:.4f}  nxy {fn['nxy']:.3f}")
     print(f"{'':13s} 5 lights: roughness corr {v['rough_corr']:.2f}  rmse {v['rough_rmse']:.3f} "
           f"(best single {v['rough_rmse_single']:.3f}); one photo (class prior) rmse {o['rough_rmse']:.3f}", flush=True)

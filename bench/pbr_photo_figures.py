@@ -9,7 +9,6 @@ derived maps. Usage: PYTHONPATH=$PWD python bench/pbr_photo_figures.py [--out do
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from unittest import mock
@@ -69,7 +68,8 @@ def render(scene, instances, pbr, key, size: int) -> torch.Tensor:
     eye = torch.tensor([1.6, 1.5, 2.4])
     target = torch.tensor([0.0, 0.6, -0.1])
     with mock.patch.object(preview, "LIGHTS", (key,)):
-        image = preview.render_view(scene, RayCaster(scene.positions, scene.faces), face_instance, maps, eye, target, size)
+        caster = RayCaster(scene.positions, scene.faces)
+        image = preview.render_view(scene, caster, face_instance, maps, eye, target, size)
     return linear_to_srgb(image)
 
 

@@ -66,7 +66,8 @@ def roughness_scores(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, float
             "rmse_best_single": rmse(torch.full_like(truth, float(truth.mean())), truth)}
 
 
-def highpass_normals(photo: torch.Tensor, strength: float = 2.0, sigmas: tuple[float, ...] = (2.0, 5.0, 12.0)) -> torch.Tensor:
+def highpass_normals(photo: torch.Tensor, strength: float = 2.0,
+                     sigmas: tuple[float, ...] = (2.0, 5.0, 12.0)) -> torch.Tensor:
     """The luminance high-pass heuristic (Materialize-like): height = the sum of the log luminance's
     band-passes at several scales (dark is low), normals from its Sobel gradient times `strength`."""
     log_lum = torch.log(_lum(photo).clamp_min(1e-4))

@@ -215,7 +215,8 @@ def _prior_loss(v: _Variables, rough: torch.Tensor, material: str, w: FitWeights
     if one_photo:  # several photos constrain the albedo's detail themselves
         loss = loss + w.albedo_highpass * (log_lum - _low_pass(log_lum.detach())).pow(2).mean()
     lo, hi = prior.roughness
-    loss = loss + w.roughness_tv * _tv(rough) + w.roughness_range * (F.relu(lo - rough) + F.relu(rough - hi)).pow(2).mean()
+    outside = (F.relu(lo - rough) + F.relu(rough - hi)).pow(2).mean()
+    loss = loss + w.roughness_tv * _tv(rough) + w.roughness_range * outside
     return loss
 
 
@@ -280,14 +281,3 @@ def fit_one_photo(photo: torch.Tensor, size: float, material: str = "generic",
     result.info.update(evidence, light={"azimuth": light.azimuth, "elevation": light.elevation})
     return result
 
-
-def shading_anisotropy(photo: torch.Tensor, azimuth: float) -> float:
-    """How much more of the photo's detail varies along the light than across it (energy ratio of the
-    band-passed log luminance's directional derivatives): ~1 for an unlit picture, ~3 for isotropic relief
-    under one raking light."""
-    shading = band_pass(torch.log(luminance(photo).clamp_min(1e-4)))
-    g = _gradients(shading)
-    u = torch.tensor([math.cos(math.radians(azimuth)), math.sin(math.radians(azimuth))])
-    along = (g * u[:, None, None]).sum(0)
-    across = (g * torch.stack([-u[1], u[0]])[:, None, None]).sum(0)
-    return float(along.pow(2).mean() / across.pow(2).mean().clamp_min(1e-12))

@@ -28,7 +28,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-import kornia
 import torch
 
 from nodes.brdf.materials import material_prior
@@ -107,9 +106,14 @@ def _normals_from_b(b: torch.Tensor, shape: tuple[int, int], pixel_size: float) 
     return height, height_to_normal(height, pixel_size, periodic=True)
 
 
-def _stereo_at(lums: torch.Tensor, azimuths: Sequence[float], elevations: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
-    dirs = light_direction(torch.tensor(azimuths, dtype=torch.float32), torch.tensor(elevations, dtype=torch.float32))
-    return lambert_stereo(lums, dirs)
+def _directions(azimuths: Sequence[float], elevations: Sequence[float]) -> torch.Tensor:
+    return light_direction(torch.tensor(list(azimuths), dtype=torch.float32),
+                           torch.tensor(list(elevations), dtype=torch.float32))
+
+
+def _stereo_at(lums: torch.Tensor, azimuths: Sequence[float],
+               elevations: Sequence[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    return lambert_stereo(lums, _directions(azimuths, elevations))
 
 
 def _measured_normals(b: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
@@ -136,7 +140,8 @@ def estimate_elevation(flats: Sequence[torch.Tensor], azimuths: Sequence[float],
         for k, lum in enumerate(lums.T):
             light = Light(float(azimuths[k]), elevations[k], ambient=sky)
             image = render_swatch(albedo, normal, rough, 0.0, light)
-            cost += float((weights[:, k] * (torch.log(luminance(image).reshape(-1) + 0.01) - torch.log(lum + 0.01)) ** 2).mean())
+            error = torch.log(luminance(image).reshape(-1) + 0.01) - torch.log(lum + 0.01)
+            cost += float((weights[:, k] * error**2).mean())
         cost = cost / len(flats) + ELEVATION_PULL * ((candidate - DEFAULT_ELEVATION) / 10.0) ** 2
         if cost < best_cost:
             best, best_cost = float(candidate), cost
@@ -148,7 +153,7 @@ def _albedo(flats: Sequence[torch.Tensor], normal: torch.Tensor, weights: torch.
     """(`[3, H, W]`, sky): per pixel the trimmed photos' sum over their predicted shading's sum (`n·l` plus a
     sky term fitted once), the stereo's counterpart of averaging the photos."""
     _, h, w = flats[0].shape
-    dirs = light_direction(torch.tensor(list(azimuths), dtype=torch.float32), torch.tensor(list(elevations), dtype=torch.float32))
+    dirs = _directions(azimuths, elevations)
     shade = (normal.reshape(3, -1).T @ dirs.T).clamp_min(0.0)  # [N, K]
     rgb = torch.stack([f.reshape(3, -1) for f in flats], -1)  # [3, N, K]
     lum = torch.stack([luminance(f).reshape(-1) for f in flats], -1)  # [N, K]

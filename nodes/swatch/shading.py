@@ -65,7 +65,8 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
     return (rgb * torch.tensor(LUMA, dtype=rgb.dtype, device=rgb.device)[:, None, None]).sum(0, keepdim=True)
 
 
-def height_gradient(height: torch.Tensor, pixel_size: float, periodic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def height_gradient(height: torch.Tensor, pixel_size: float,
+                    periodic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Slopes `(dh/dx, dh/dy)` `[1, H, W]` (x right, y up) by central differences; the border repeats its
     neighbour (a photo) or wraps (a tileable map)."""
     if periodic:

@@ -47,5 +47,6 @@ def test_height_becomes_displacement_in_materialx_and_usd(tmp_path: Path) -> Non
         assert sum(n.endswith("_height.png") for n in archive.namelist()) == 1
     stage = Usd.Stage.Open(str(usdz))
     surfaces = [UsdShade.Shader(p) for p in stage.Traverse() if p.GetName() == "PreviewSurface"]
-    displaced_usd = [s for s in surfaces if s.GetInput("displacement") and s.GetInput("displacement").HasConnectedSource()]
+    displaced_usd = [s for s in surfaces
+                     if s.GetInput("displacement") and s.GetInput("displacement").HasConnectedSource()]
     assert len(displaced_usd) == 1 and len(surfaces) == len(pbr)

@@ -43,7 +43,8 @@ def test_lights_azimuths_and_pairs_are_kept_in_order(tmp_path: Path) -> None:
     ("[0, 90, 180, 270]", ((32, 24), (32, 24), (40, 24), (32, 24)), "pixel-aligned photos of one size"),
     ("90", ((32, 24),) * 4, "lights must be a list"),
 ])
-def test_bad_lights_are_user_errors_naming_entry_and_key(tmp_path: Path, lights: str, sizes: tuple, needle: str) -> None:
+def test_bad_lights_are_user_errors_naming_entry_and_key(tmp_path: Path, lights: str, sizes: tuple,
+                                                        needle: str) -> None:
     with pytest.raises(UserError) as err:
         bind(tmp_path, lights, sizes)
     text = str(err.value)
