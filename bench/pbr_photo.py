@@ -86,7 +86,7 @@ def several(sw: KnownSwatch, lights: list[Light], elevations_given: bool) -> dic
     photos = tuple(photograph(sw, lt) for lt in lights)
     given = tuple((lt.azimuth, lt.elevation if elevations_given else None) for lt in lights)
     albedo, height, roughness, _, info = fit_reference(Reference(images=photos, material=sw.material, size=sw.size,
-                                                                 mode="fit", lights=given))
+                                                                 mode="fit", lights=given), roughness_from_photos=True)
     normal = height_to_normal(height, sw.pixel_size)
     rs = pm.roughness_scores(roughness, sw.roughness)
     return {"rmse": pm.rmse_after_gain(albedo, sw.albedo),

@@ -45,18 +45,23 @@ def _to_full(result: FitResult, photo_small: torch.Tensor, photo_full: torch.Ten
     return albedo, _up(result.height, shape), _up(result.roughness, shape).clamp(0.0, 1.0)
 
 
-def fit_reference(reference: Reference, work_size: int = WORK_SIZE, photo: bool = True) -> Maps:
+def fit_reference(reference: Reference, work_size: int = WORK_SIZE, photo: bool = True,
+                  roughness_from_photos: bool = False) -> Maps:
     """(albedo, height, roughness, metallic, info) of a reference (module docstring). `photo=False`: the
-    first image is albedo already (a procedural or painted swatch) and no maps are fitted."""
+    first image is albedo already (a procedural or painted swatch) and no maps are fitted.
+    `roughness_from_photos` (experimental): return the several-photo roughness fit instead of None (the
+    class prior); on the test materials (bench/pbr_photo.py) it is not yet better than one value."""
     images = [img.float().clamp(0, 1) for img in reference.images]
     prior = material_prior(reference.material)
     if reference.lights:
         small = [fit_short_side(img, work_size) for img in images]
         result = photometric_stereo(small, [az for az, _ in reference.lights], [el for _, el in reference.lights],
-                                    float(reference.size), reference.material)
+                                    float(reference.size), reference.material,
+                                    refine_steps=None if roughness_from_photos else 0)
         mean_full, mean_small = torch.stack(images).mean(0), torch.stack(small).mean(0)
         albedo, height, roughness = _to_full(result, mean_small, mean_full)
-        return albedo, height, roughness, None, {"fit": "photometric_stereo", **_info(result)}
+        kept = roughness if roughness_from_photos else None
+        return albedo, height, kept, None, {"fit": "photometric_stereo", **_info(result)}
     small = fit_short_side(images[0], work_size)
     reason = ("not a photo" if not photo else f"class '{reference.material}' has no relief" if prior.relief <= 0.0
               else "a uniform image" if float(luminance(small).std()) < FLAT_STD else None)

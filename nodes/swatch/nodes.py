@@ -28,15 +28,19 @@ class MaterialParams(BaseModel):
         "roughness are fitted (issue 21; several photos with `lights:` by photometric stereo). none: the "
         "images are albedo already (procedural or painted swatches): no maps, except from `lights:` photos")
     work_size: int = Field(96, ge=16, le=1024, description="short side (texels) the material fits run at")
+    roughness_from_photos: bool = Field(
+        False, description="EXPERIMENTAL: per-texel roughness fitted from `lights:` photos (measured not yet "
+        "better than the class's single value, bench/pbr_photo.py); false: the class prior decides")
 
     def tile_settings(self) -> TileSettings:
         return TileSettings()
 
 
 def material_from_reference(reference: Reference, settings: TileSettings, fit: str = "photo",
-                            work_size: int = WORK_SIZE) -> SwatchMaterial:
+                            work_size: int = WORK_SIZE, roughness_from_photos: bool = False) -> SwatchMaterial:
     """The SwatchMaterial of one reference: fitted, then (tile mode) made tileable, every map alike."""
-    albedo, height, roughness, metallic, fitted = fit_reference(reference, work_size, photo=fit == "photo")
+    albedo, height, roughness, metallic, fitted = fit_reference(reference, work_size, photo=fit == "photo",
+                                                                roughness_from_photos=roughness_from_photos)
     info: dict[str, Any] = {}
     size = float(reference.size)
     if reference.mode == "tile":
@@ -76,4 +80,4 @@ class SwatchMaterialNode(Node):
             raise UserError(f"reference image 0 is unusable (shape {tuple(image.shape)}, needs [3, H>=8, W>=8])",
                             node=ctx.node_id, item=ctx.item, hint="replace the image file")
         p = self.params
-        return material_from_reference(references, p.tile_settings(), p.fit, p.work_size)
+        return material_from_reference(references, p.tile_settings(), p.fit, p.work_size, p.roughness_from_photos)
