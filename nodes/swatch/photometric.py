@@ -17,10 +17,13 @@ from the image's right, 90 = from its top) and, optionally, its elevation.
 4. Elevation, when not given, is the one that makes the photos' full GGX re-render (the Lambert part is
    blind to it: a common elevation only rescales the relief, the bas-relief ambiguity) fit best, with a
    weak pull to 45 degrees.
-5. Roughness: the re-rendering fit (`pbr_fit.refine`, Lambert + GGX) over a coarse roughness grid with
-   albedo and normals held at the stereo's, each photo's gain and fall-off free. Only a light near the
+5. Roughness (experimental, off unless asked: `swatch.material`'s `roughness_from_photos`): the
+   re-rendering fit (`pbr_fit.refine`, Lambert + GGX) over a coarse roughness grid with albedo and
+   normals held at the stereo's, each photo's gain and fall-off free. Only a light near the
    camera's axis makes the specular lobe's width visible on flat texels; with lights at one raking
-   elevation the lobe trades off with albedo and roughness stays near the class prior.
+   elevation the lobe trades off with albedo. Measured (bench/pbr_photo.py) not yet better than one value.
+6. Elevation measured (bench): estimates are biased low (20° for a true 40°); give `[azimuth, elevation]`
+   when known.
 """
 from __future__ import annotations
 
