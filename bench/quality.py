@@ -7,15 +7,24 @@ perfect result scores; a flat mean colour; the swatch stretched once over the UV
 twice its size), the Portilla-Simoncelli distance, ΔE76, seam ratio and outlier share; plus the same
 for texture.project alone. Last line: JSON with the per-instance ratios result / ideal-at-another-phase.
 
-    python bench/quality.py [--scene shapes|demo] [--steps fewer|shipped]
+    python bench/quality.py [--scene shapes|demo|photos] [--steps fewer|shipped]
+
+`--scene photos` (issue 25): photo-like swatches (tests/helpers/photo_swatches.py, tuning and held-out sets)
+and the shapes scene's procedural swatches, each laid in `tile` mode on a 1.5 x 1.5 m floor, 4 x 4 repeats (the issue's 3 m floor at 0.75 m, half scale), through
+the shipped chain; per stage (swatch.material + texture.project, semantic, pixel, superres, brdf) the share
+of texels it changed, the tile-seam ratios (a, b, c), invented colours, structure and ΔE76; plus the crop
+tiled by hand. Last line: JSON with every row.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import time
 
 import torch
+import torch.nn.functional as F
 
 from graphflow.testing import make_context
 from nodes.distill.acceptance import CHAIN_DEFAULTS, evaluate_instance, format_table, texture_chain
@@ -40,11 +49,15 @@ def inputs(which: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scene", choices=["shapes", "demo"], default="shapes")
+    parser.add_argument("--scene", choices=["shapes", "demo", "photos"], default="shapes")
     parser.add_argument("--steps", choices=["fewer", "shipped"], default="fewer")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--swatches", default="", help="photos: comma-separated swatch names (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scene == "photos":
+        photo_stages(args.steps, [n for n in args.swatches.split(",") if n])
+        return
     scene, instances, refs = inputs(args.scene)
     start = time.perf_counter()
     results = texture_chain(scene, instances, refs, FEWER_STEPS if args.steps == "fewer" else {})
@@ -70,6 +83,77 @@ def main() -> None:
         "delta_e_max": round(max(r.delta_e for r in final_rows), 2),
         "seam_ratio_max": round(max(r.seam for r in final_rows), 3),
     }))
+
+
+PHOTO_WIDTH, PHOTO_CROP = 1.5, 64  # 4 x 4 repeats as on the issue's 3 m floor at 0.75 m, at half the scale (CPU time)
+PHOTO_FEWER = {**FEWER_STEPS, "views": {"max_count": 6, "resolution": 96}, "brdf": {"ao_rays": 4},
+               "project": {"texels_per_metre": 256 / PHOTO_WIDTH}}
+
+
+def photo_swatches():
+    """(set, name, Reference): the photo sets and the shapes scene's procedural swatches as floor swatches."""
+    from nodes.texture.samples import shapes_references
+    from tests.helpers.photo_swatches import HELD_OUT, TUNING, reference_of
+
+    for group, swatches in (("tuning", TUNING), ("held_out", HELD_OUT)):
+        for swatch in swatches:
+            yield group, swatch.name, reference_of(swatch, size=PHOTO_WIDTH / 4, crop=PHOTO_CROP)
+    for name, ref in shapes_references().items():
+        if ref.mode == "tile":
+            yield "procedural", name, dataclasses.replace(ref, size=PHOTO_WIDTH / 4)
+
+
+def photo_stage_rows(group: str, name: str, reference, steps: str) -> list[dict]:
+    """One row per stage of the chain on the floor: what it changed and every issue-25 measure."""
+    from graphflow import Keyed
+    from nodes.distill.seams_photo import photo_row
+    from nodes.texture.project import ProjectionSettings, project_instance
+    from tests.helpers.photo_swatches import floor_scene
+
+    scene, instances = floor_scene(PHOTO_WIDTH)
+    result = texture_chain(scene, instances, Keyed({"floor": reference}),
+                           PHOTO_FEWER if steps == "fewer" else {"project": PHOTO_FEWER["project"]})["floor"]
+    material = result.stages["material"]
+    density0 = PHOTO_FEWER["project"]["texels_per_metre"]
+    by_hand = project_instance(scene, instances["floor"].face_mask, reference, ProjectionSettings(
+        texels_per_metre=density0, max_size=4096)).image
+    maps = [("crop tiled by hand", by_hand, result.start.mask, reference.images[0], reference.size),
+            ("material+project", result.start.image, result.start.mask, material.albedo, material.size)]
+    maps += [(stage, result.stages[stage].image, result.stages[stage].mask, material.albedo, material.size)
+             for stage in ("semantic", "pixel", "superres")]
+    maps.append(("brdf", result.final.albedo, result.final.mask, material.albedo, material.size))
+    rows, previous = [], None
+    for stage, image, mask, tile, tile_size in maps:
+        density = density0 * image.shape[-1] / result.start.image.shape[-1]
+        quality = evaluate_instance(scene, instances, "floor", reference, image, density, result.views, full=False)
+        row = photo_row(name, image, mask, reference.images[0], reference.size, tile, tile_size, density, quality)
+        changed = math.nan
+        if previous is not None and stage != "material+project":
+            before = F.interpolate(previous[None], size=image.shape[-2:], mode="bilinear")[0]
+            changed = float(((image - before).abs().amax(0) > 2 / 255)[mask.bool()].float().mean())
+        previous = image
+        rows.append({"set": group, "swatch": name, "stage": stage, "changed": round(changed, 4),
+                     "a": round(row.seams.correlation, 3), "b": round(row.seams.step, 3), "c": round(row.seams.band, 3),
+                     "invented": round(row.invented, 5), "structure": round(row.structure, 4),
+                     "bound": round(row.structure_bound, 4), "delta_e": round(row.delta_e, 2),
+                     "pass": not row.failures()})
+    return rows
+
+
+def photo_stages(steps: str, only: list[str]) -> None:
+    start, rows = time.perf_counter(), []
+    print("| set | swatch | stage | changed | (a) corr | (b) step | (c) band | invented | structure / bound | ΔE76 | pass |")
+    print("|" + "---|" * 11)
+    for group, name, reference in photo_swatches():
+        if only and name not in only:
+            continue
+        for r in photo_stage_rows(group, name, reference, steps):
+            rows.append(r)
+            print(f"| {r['set']} | {r['swatch']} | {r['stage']} | {r['changed']:.4f} | {r['a']:.2f} | {r['b']:.2f} | "
+                  f"{r['c']:.2f} | {r['invented']:.4f} | {r['structure']:.4f} / {r['bound']:.4f} | {r['delta_e']:.2f} | "
+                  f"{'yes' if r['pass'] else 'NO'} |", flush=True)
+    print(f"\nchain time {time.perf_counter() - start:.1f} s")
+    print(json.dumps({"scene": "photos", "steps": steps, "rows": rows}))
 
 
 if __name__ == "__main__":

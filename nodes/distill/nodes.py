@@ -30,6 +30,7 @@ from .loop import LoopSettings, distill_texture, with_one_restart
 from .metrics import (isolated_outliers, patch_sliced_wasserstein, seam_ratio_measure, structure_target,
                       structure_target_over)
 from .stretch import tiled_baseline
+from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
 from .world_scale import (
     WORLD_SCALE_KEYS,
@@ -160,8 +161,14 @@ class Scoring:
     distance: Callable[[PyramidTexture], float]
     seams: Callable[[torch.Tensor], float] | None = None
     start: torch.Tensor | None = None  # the image whose seams set the limit
+    # share of texels whose colour the swatch never has (`seams_photo.invented_colour_share`); None: unchecked
+    invented: Callable[[torch.Tensor], float] | None = None
 
     def accepts(self, image: torch.Tensor) -> bool:
+        if self.invented is not None:
+            limit = INVENTED_SHARE_LIMIT if self.start is None else max(INVENTED_SHARE_LIMIT, self.invented(self.start))
+            if self.invented(image) > limit:
+                return False
         if self.seams is None:
             return True
         limit = SEAM_RATIO_LIMIT if self.start is None else max(SEAM_RATIO_LIMIT, self.seams(self.start))
@@ -237,7 +244,18 @@ def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, in
             image = texture.image()
             return target([render(image).clamp(0, 1) for render in renderers])
 
-    return settings, reference, Scoring(distance, seams, init.image)
+    return settings, reference, Scoring(distance, seams, init.image, colour_check(images[0], init, size))
+
+
+def colour_check(swatch: torch.Tensor, texture: TextureMap, size: tuple[int, ...]
+                 ) -> Callable[[torch.Tensor], float]:
+    """The share of a world-scale atlas's island texels whose colour the swatch never has (ΔE76 > 3 from
+    every colour of the swatch at its own resolution and at the atlas's density): what a stage may not add
+    (issue 25 item 3; isolated-outlier counts miss blotches, and mean colour averages them away)."""
+    width_m = float(texture.info.get("swatch_size_m", [1.0])[0])
+    texels_per_pixel = float(texture.info["texels_per_metre"]) * width_m / swatch.shape[-1]
+    mask = texture.mask.bool() if tuple(texture.mask.shape) == tuple(size) else None
+    return lambda image: invented_colour_share(image.detach(), mask, swatch, texels_per_pixel=texels_per_pixel)
 
 
 def _kept_input(params: DistillParams, settings: LoopSettings, init: TextureMap, atlas_mask: torch.Tensor,
@@ -346,7 +364,7 @@ class DistillSemantic(DistillStage):
     """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
 
     name = "distill.semantic"
-    version = 4  # 4: candidates chosen by SELECTION_MEASURE; the output carries the start's ideal
+    version = 5  # 5: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
     Params = DistillParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
@@ -373,7 +391,7 @@ class DistillPixel(DistillStage):
     """Detail and sharpness at the finest scale from the semantic stage's texture (CustomTex's pixel stage)."""
 
     name = "distill.pixel"
-    version = 3  # 3: candidates chosen by SELECTION_MEASURE; the output carries the start's ideal
+    version = 4  # 4: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
     Params = PixelParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
@@ -430,14 +448,16 @@ def detail_transfer(scene: Scene, instance: Instance, reference: Reference, text
 
 def keep_best_upscale(out: torch.Tensor, out_mask: torch.Tensor, image: torch.Tensor, start: torch.Tensor | None,
                       swatch: torch.Tensor, factor: int, info: dict[str, Any],
-                      seams: Callable[[torch.Tensor], float] | None = None) -> torch.Tensor:
+                      seams: Callable[[torch.Tensor], float] | None = None,
+                      palette: torch.Tensor | None = None) -> torch.Tensor:
     """The refined atlas, or its plain alternative when refining did not bring it closer to the swatch.
 
     The alternative is the detail transfer the refinement started from when there is one, else the input
     upsampled. Compared in atlas space with the swatch's patches at the output's density (structure
     distance over the instance's texels); the refined atlas must also add no isolated outliers and open
-    no seam wider than the alternative's (`seams`, when the scene is known): super-resolution may
-    sharpen, never add speckle, seams or drift.
+    no seam wider than the alternative's (`seams`, when the scene is known), and, given the swatch's own
+    `palette` image, add no colour the swatch never has beyond 0.1 % of texels (or the alternative's share):
+    super-resolution may sharpen, never add speckle, blotches, seams or drift.
     """
     plain_name = "detail_transfer" if start is not None else "upsampled"
     plain = start if start is not None else F.interpolate(image[None], scale_factor=factor, mode="bicubic",
@@ -452,6 +472,12 @@ def keep_best_upscale(out: torch.Tensor, out_mask: torch.Tensor, image: torch.Te
     clean = isolated_outliers(out, out_mask) <= isolated_outliers(plain, out_mask) + 1e-4
     if seams is not None:
         clean = clean and seams(out) <= max(SEAM_RATIO_LIMIT, seams(plain))
+    if palette is not None and clean:
+        colours = torch.cat([palette.reshape(3, -1), swatch.reshape(3, -1)], 1)[:, :, None]
+        invented = {key: invented_colour_share(value, out_mask.bool(), colours) for key, value in
+                    (("refined", out), (plain_name, plain))}
+        info["invented_colours"] = invented
+        clean = invented["refined"] <= max(INVENTED_SHARE_LIMIT, invented[plain_name])
     chosen = "refined" if clean and scores["refined"] < scores[plain_name] else plain_name
     info.update(superres_scores=scores, superres_choice=chosen)
     return out if chosen == "refined" else plain
@@ -462,7 +488,7 @@ class SuperResAnchored(Node):
     """×2/×4 texture refinement by SDS with a super-resolution prior anchored on the input texture."""
 
     name = "superres.anchored"
-    version = 4  # 4: keep-best chooses by SELECTION_MEASURE
+    version = 5  # 5: keep-best also refuses invented colours (issue 25 item 3)
     Params = SuperResParams
     map_over = ("texture", "references", "instances")
     reads_only = ("scene",)  # shared by every item: not copied per item
@@ -510,7 +536,8 @@ class SuperResAnchored(Node):
             out = fill_atlas_gutter(out, out_mask)
         info.update(steps=p.steps, lr=lr, final_loss=losses[-1] if losses else None)
         if "texels_per_metre" in texture.info:
-            out = keep_best_upscale(out, out_mask, image, start, images[0], p.factor, info, seams)
+            out = keep_best_upscale(out, out_mask, image, start, images[0], p.factor, info, seams,
+                                    palette=references.images[0].float())
             info["texels_per_metre"] = float(texture.info["texels_per_metre"]) * p.factor
         info.update(superres_info(out, image, out_mask, texture.mask.bool(), images[0], p.factor))
         return TextureMap(image=out.contiguous(), mask=out_mask, info={**dict(texture.info), **info,

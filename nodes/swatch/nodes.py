@@ -32,8 +32,12 @@ class MaterialParams(BaseModel):
         False, description="EXPERIMENTAL: per-texel roughness fitted from `lights:` photos (measured not yet "
         "better than the class's single value, bench/pbr_photo.py); false: the class prior decides")
 
+    seamless: bool = Field(True, description="tile mode: make a photo that does not repeat seamlessly tileable "
+                           "(trimmed to its texture's period, wrap seams hidden under min-error cuts); false: "
+                           "the photo as bound, repeated as is")
+
     def tile_settings(self) -> TileSettings:
-        return TileSettings()
+        return TileSettings(enabled=self.seamless)
 
 
 def material_from_reference(reference: Reference, settings: TileSettings, fit: str = "photo",

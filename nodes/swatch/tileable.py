@@ -4,15 +4,18 @@ Method (why: it moves no texel of the photo except inside a narrow band around t
 rather than averaging them, so it keeps the photo's sharpness and invents no colour):
 1. A swatch that already tiles (its wrap step no larger than its ordinary neighbour steps) is returned
    unchanged: a user with a tileable swatch gets exactly today's result.
-2. Low frequencies (a light fall-off across the photo) are made periodic by the periodic-plus-smooth
-   split of Moisan (2011), with the boundary jumps low-passed along the edge first, so the smooth part
-   removes only the slow brightness step and leaves the texel-scale mismatch to the cut.
+2. The photo is trimmed to its texture's own period where it has one (`best_period`: two brick
+   courses, a roof-tile row), so the structure continues across the wrap; metres per texel are kept.
+   (Moisan's periodic-plus-smooth split was tried for the light fall-off's step and dropped: it shifted
+   whole bricks' brightness, 13.6 % of the brick photo's texels took colours the photo never has.)
 3. The wrap seams are hidden by min-error boundary cuts (Efros & Freeman 2001; Kwatra et al. 2003's seam
    with one patch per seam): the swatch rolled by half so the vertical wrap seam lies in the middle, a
    strip of the swatch itself pasted over a band around it (the strip whose band edges agree best with
    what they cover), and the band cut along the minimum-error vertical paths (dynamic programming) on
    either side of the seam; then the same across the horizontal seam, with a path that closes around the
-   now periodic width. Rolled back, the tile keeps its framing.
+   now periodic width. Each cut is hard for the detail and feathered for the low frequencies; a feathered
+   texel whose colour the photo lacks takes the copied texel. A patch is kept only where its worse cut
+   costs less than the seam it hides. Finally the tile is rolled so its wrap lies on an ordinary line pair.
 Every channel (albedo, then height, roughness) takes the same strip and the same cuts; the costs read
 the albedo only.
 """
@@ -24,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from nodes.distill.seams_photo import far_from_palette
 
@@ -37,9 +40,8 @@ class TileSettings:
     enabled: bool = True
     band_fraction: float = 0.125  # half-width of the patched band around each wrap seam, of the side
     identity_novelty: float = 0.75  # `wrap_novelty` at most this in both directions: the swatch already tiles
-    smooth: bool = False  # Moisan's periodic-plus-smooth step first (off: it shifts whole regions' brightness)
     typical_wrap: bool = True  # roll the healed tile so its wrap is an ordinary line pair
-    min_period_fraction: float = 0.8  # the tile may be trimmed to this share of the side to match a period
+    min_period_fraction: float = 0.55  # the tile may be trimmed to this share of the side to match a period
 
 
 def wrap_step_ratios(image: torch.Tensor) -> tuple[float, float]:
@@ -65,26 +67,6 @@ def wrap_novelty(image: torch.Tensor) -> tuple[float, float]:
         step = float((a - b).abs().mean((0, 1)).median())
         out.append(float(distance[1:-1].min()) / max(step, 1e-6) if distance.numel() > 2 else 0.0)
     return out[0], out[1]
-
-
-def periodic_component(maps: np.ndarray, sigma: float) -> np.ndarray:
-    """`maps [C, H, W]` minus the smooth component of Moisan's periodic-plus-smooth split, computed from the
-    boundary jumps low-passed along the edge by `sigma` texels (only slow steps are removed)."""
-    c, h, w = maps.shape
-    jump_rows = gaussian_filter1d(maps[:, -1, :] - maps[:, 0, :], sigma, axis=-1, mode="wrap")
-    jump_cols = gaussian_filter1d(maps[:, :, -1] - maps[:, :, 0], sigma, axis=-1, mode="wrap")
-    v = np.zeros_like(maps)
-    v[:, 0, :] += jump_rows
-    v[:, -1, :] -= jump_rows
-    v[:, :, 0] += jump_cols
-    v[:, :, -1] -= jump_cols
-    q = np.arange(h)[:, None]
-    r = np.arange(w)[None, :]
-    denominator = 2 * np.cos(2 * np.pi * q / h) + 2 * np.cos(2 * np.pi * r / w) - 4
-    denominator[0, 0] = 1.0
-    s_hat = np.fft.fft2(v) / denominator
-    s_hat[:, 0, 0] = 0
-    return maps - np.real(np.fft.ifft2(s_hat))
 
 
 def _min_path(cost: np.ndarray) -> np.ndarray:
@@ -128,13 +110,14 @@ def _albedo_cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ((ga - gb) ** 2).sum(0)
 
 
-def heal_vertical_seam(maps: np.ndarray, source: np.ndarray, band: int, closed: bool, sigma: float
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
+def heal_vertical_seam(maps: np.ndarray, source: np.ndarray, band: int, closed: bool, sigma: float,
+                       palette: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
     """`maps [C, H, W]` whose seam lies between columns W/2 - 1 and W/2: a strip of `source [C, H, Ws]` (the
     photo on the same rows, seam-free, wider than the tile) pasted over columns [W/2 - band, W/2 + band) and
     cut along min-error paths either side. The cut is hard for the detail (above `sigma` texels: copied
     texels stay sharp) and feathered for the low frequencies (a light fall-off differs between the strip and
-    what it covers). `closed`: paths close top-to-bottom (the rows already wrap). The patch is kept only when
+    what it covers); a blended texel whose colour `palette [3, N]` (the photo's) lacks takes the copied one.
+    `closed`: paths close top-to-bottom (the rows already wrap). The patch is kept only when
     the worse of its two cuts costs less than the seam it hides."""
     c, h, w = maps.shape
     lo, hi = w // 2 - band, w // 2 + band
@@ -173,7 +156,7 @@ def heal_vertical_seam(maps: np.ndarray, source: np.ndarray, band: int, closed: 
     # A blended texel whose colour the photo never has (detail of one place on the light of another) is
     # refused: it takes the copied texel instead (issue 25 item 3: no invented colour).
     invented = far_from_palette(torch.from_numpy(blended[:3].reshape(3, -1)),
-                                torch.from_numpy(source[:3].reshape(3, -1))).numpy().reshape(h, 2 * band)
+                                torch.from_numpy(palette)).numpy().reshape(h, 2 * band)
     out = maps.copy()
     out[:, :, lo:hi] = np.where(invented[None], copied, blended)
     return out, {**info, "refused_blends": int(invented.sum())}
@@ -184,23 +167,41 @@ def best_period(maps: np.ndarray, axis: int, min_fraction: float) -> tuple[int, 
     the length `L >= min_fraction * n` whose lines at lag L differ least on average (a brick course, a tile
     row: the structure's own period), then the start whose line at lag L differs least from it."""
     x = np.clip(maps[:3], 0, 1) ** (1 / 2.2)
-    lines = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)  # [n, everything else]
-    n = lines.shape[0]
-    lengths = np.arange(max(2, int(math.ceil(min_fraction * n))), n + 1)
-    lag_error = np.array([float(np.abs(lines[lag:] - lines[:n - lag]).mean()) for lag in lengths[:-1]])
+    n = x.shape[axis]
+    # lines of the detail only: a light fall-off would make every short lag look alike, and a noise-like
+    # texture's detail is about as unlike at every lag, so only a structure's own period shows as a dip
+    detail = x - gaussian_filter(x, (0, n / 16, n / 16), mode="mirror")
+    lines = np.moveaxis(detail, axis, 0).reshape(n, -1)  # [n, everything else]
+    lengths = np.arange(max(2, int(math.ceil(min_fraction * n))), n)
+    lag_error = np.array([float(np.abs(lines[lag:] - lines[:n - lag]).mean()) for lag in lengths])
     full = float(np.abs(lines[0] - lines[-1]).mean())  # the whole span's own wrap
     if len(lag_error) == 0 or full <= lag_error.min():
         return 0, n
-    length = int(lengths[int(np.argmin(lag_error))])
+    # the longest span about as good as the best (keep as much of the photo as the structure allows)
+    length = int(lengths[np.nonzero(lag_error <= lag_error.min() * 1.03)[0].max()])
     starts = np.arange(0, n - length)
     start_error = np.abs(lines[starts + length] - lines[starts]).mean(1)
     return int(starts[int(np.argmin(start_error))]), length
 
 
+def period_span(photo: np.ndarray, min_fraction: float, max_delta_e: float = 4.0) -> tuple[int, int, int, int]:
+    """(row, column, height, width) of the span the tile keeps: the texture's period (`best_period`), unless
+    that span's mean colour is more than `max_delta_e` from the photo's (a short period on a small photo
+    keeps too few bricks to carry the photo's colour mix); then a longer minimum, then the whole photo."""
+    from nodes.distill.metrics import mean_colour_delta_e76
+
+    whole = torch.from_numpy(photo[:3]).float()
+    for fraction in (min_fraction, max(min_fraction, 0.8)):
+        x0, width = best_period(photo, 2, fraction)
+        y0, height = best_period(photo, 1, fraction)
+        kept = torch.from_numpy(photo[:3, y0:y0 + height, x0:x0 + width]).float()
+        if mean_colour_delta_e76(kept, None, whole) <= max_delta_e:
+            return y0, x0, height, width
+    return 0, 0, photo.shape[1], photo.shape[2]
+
+
 def split_bands(maps: np.ndarray, sigma: float, wrap: bool) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) frequency parts of `maps [C, H, W]`: a Gaussian of `sigma` texels (periodic or mirrored)."""
-    from scipy.ndimage import gaussian_filter
-
     low = gaussian_filter(maps, (0, sigma, sigma), mode="wrap" if wrap else "mirror")
     return low, maps - low
 
@@ -210,8 +211,14 @@ def typical_wrap(tile: np.ndarray, axis: int) -> int:
     seam, and its wrap then also steps like the median neighbour pair (not, say, along a brick's smooth
     middle), so the tile boundary cannot be told from any other line."""
     x = np.clip(tile[:3], 0, 1) ** (1 / 2.2)
-    steps = np.abs(np.roll(x, -1, axis=axis) - x).mean(axis=tuple(a for a in range(3) if a != axis))
-    pair = int(np.argmin(np.abs(np.log(np.maximum(steps, 1e-9) / max(float(np.median(steps)), 1e-9)))))
+    other = tuple(a for a in range(3) if a != axis)
+    following = np.roll(x, -1, axis=axis)
+    steps = np.abs(following - x).mean(axis=other)
+    da, db = x - x.mean(axis=other, keepdims=True), following - following.mean(axis=other, keepdims=True)
+    corr = (da * db).sum(axis=other) / np.sqrt((da * da).sum(axis=other) * (db * db).sum(axis=other)).clip(1e-12)
+    unusual = (np.abs(np.log(np.maximum(steps, 1e-9) / max(float(np.median(steps)), 1e-9)))
+               + np.abs(np.log(np.maximum(corr, 1e-3) / max(float(np.median(corr)), 1e-3))))
+    pair = int(np.argmin(unusual))
     return -(pair + 1)  # np.roll by this makes line pair+1 the first and line pair the last
 
 
@@ -226,17 +233,16 @@ def make_tileable(maps: torch.Tensor, settings: TileSettings) -> tuple[torch.Ten
     if not settings.enabled or max(novelty) <= settings.identity_novelty or min(h, w) < 4 * band + 4:
         return maps, {**info, "method": "identity"}
     photo = maps.double().numpy()
-    if settings.smooth:
-        photo = periodic_component(photo, sigma=max(1.0, min(h, w) / 4))
-    x0, width = best_period(photo, 2, settings.min_period_fraction)
-    y0, height = best_period(photo, 1, settings.min_period_fraction)
+    y0, x0, height, width = period_span(photo, settings.min_period_fraction)
     sigma = max(1.0, band / 2)
     # across the columns' wrap, on every row of the photo (the rows' wrap is healed next, from these rows)
     rows = np.roll(photo[:, :, x0:x0 + width], width // 2, axis=2)
-    rows, across_columns = heal_vertical_seam(rows, photo, band, closed=False, sigma=sigma)
+    palette = photo[:3].reshape(3, -1)
+    rows, across_columns = heal_vertical_seam(rows, photo, band, closed=False, sigma=sigma, palette=palette)
     rows = np.roll(rows, -(width // 2), axis=2)
     tile = np.roll(rows[:, y0:y0 + height], height // 2, axis=1).transpose(0, 2, 1)
-    tile, across_rows = heal_vertical_seam(tile, rows.transpose(0, 2, 1), band, closed=True, sigma=sigma)
+    tile, across_rows = heal_vertical_seam(tile, rows.transpose(0, 2, 1), band, closed=True, sigma=sigma,
+                                           palette=palette)
     work = np.roll(tile.transpose(0, 2, 1), -(height // 2), axis=1)
     shift = (typical_wrap(work, 1), typical_wrap(work, 2)) if settings.typical_wrap else (0, 0)
     work = np.roll(work, shift, axis=(1, 2))

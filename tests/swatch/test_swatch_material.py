@@ -60,3 +60,13 @@ def test_superres_upsamples_a_map_and_refills_its_gutter() -> None:
     up = upsampled_map(value, 2, mask)
     assert up.shape == (1, 8, 8) and torch.isfinite(up).all()
     assert upsampled_map(None, 2, mask) is None
+
+
+def test_seamless_false_keeps_the_photo_as_bound() -> None:
+    from helpers.photo_swatches import TUNING, reference_of
+
+    reference = reference_of(TUNING[0], size=0.375, crop=64)
+    kept = SwatchMaterialNode({"seamless": False}).run(make_context("material"), reference)
+    healed = SwatchMaterialNode({}).run(make_context("material"), reference)
+    assert torch.equal(kept.albedo, reference.images[0]) and kept.size == reference.size
+    assert healed.info["tileable"]["method"] != "identity"
