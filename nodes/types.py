@@ -93,6 +93,9 @@ class Reference(TensorData):
     # "tile": a material swatch repeated at its real size; "fit": one picture placed once over
     # the instance's largest chart (a rug, a painting, a label).
     mode: str = "tile"
+    # Several photos under different lights (issue 21): per image (azimuth, elevation or None) in degrees,
+    # azimuth 0 = from the image's right, 90 = from its top. Empty: one photo, its light estimated.
+    lights: tuple[tuple[float, float | None], ...] = ()
 
 
 @value_type
@@ -185,6 +188,9 @@ class PBRMaps(TensorData):
     mask: torch.Tensor  # [H, W] bool, the texture's `TextureMap.mask` (the texels that hold data)
     material: str = "generic"
     info: dict[str, Any] = field(default_factory=dict)
+    # [1, H, W] metres of relief (the laid swatch height, `TextureMap.height`) or None: exported as
+    # displacement where the format takes it; the normal map already shows it.
+    height: torch.Tensor | None = None
 
 
 Instances = Keyed[Instance]

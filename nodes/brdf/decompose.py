@@ -66,6 +66,7 @@ from nodes.types import PBRMaps
 
 from .ggx import sample_lights_toward_specular, shade
 from .materials import MaterialPrior
+from .relief import atlas_height_normals
 from .texels import TexelGeometry
 
 LUMA = torch.tensor([0.2126, 0.7152, 0.0722])
@@ -577,26 +578,39 @@ def decompose_texture(
 
 
 def unlit_maps(appearance: torch.Tensor, geometry: TexelGeometry, occlusion: torch.Tensor, prior: MaterialPrior,
-               material: str, *, normal_strength: float = 1.0) -> PBRMaps:
+               material: str, *, normal_strength: float = 1.0, height: torch.Tensor | None = None,
+               roughness: torch.Tensor | None = None) -> PBRMaps:
     """PBR maps of an appearance that carries no shading from the scene (a projected or distilled texture).
 
     Nothing lit it, so there is nothing to divide out: the albedo is the appearance itself (its colour is
     the swatch's), roughness and metallic are the class's typical values, the detail normals come from the
     height field of its fine luminance (smooth classes stay flat), and the occlusion map is the ray-cast
     AO for the renderer to apply to ambient light.
+
+    Where the texture carries maps fitted from the swatch's photo (`TextureMap.height` / `roughness`,
+    laid like the albedo), they win: the normals are the laid height's (`relief.atlas_height_normals`,
+    times `normal_strength`), the roughness the laid map's (the fit already held it in the class's range).
     """
     mask = geometry.mask
     albedo = appearance.clamp(0.0, 1.0).to(torch.float32)
-    lum_image = luminance(albedo, dim=0)
-    normal = height_normals(lum_image, mask, normal_strength * prior.relief * NORMAL_SCALE)
-    height, width = geometry.size
+    if height is not None:
+        normal = atlas_height_normals(height * normal_strength, geometry)
+    else:
+        normal = height_normals(luminance(albedo, dim=0), mask, normal_strength * prior.relief * NORMAL_SCALE)
+    rows, cols = geometry.size
+    rough = torch.full((1, rows, cols), prior.roughness_typical)
+    if roughness is not None:
+        rough = torch.where(mask[None], roughness.to(torch.float32).clamp(0.03, 1.0), rough)
     return PBRMaps(
         albedo=albedo.contiguous(),
-        roughness=torch.full((1, height, width), prior.roughness_typical),
-        metallic=torch.full((1, height, width), prior.metallic_typical),
+        roughness=rough.contiguous(),
+        metallic=torch.full((1, rows, cols), prior.metallic_typical),
         normal=normal.contiguous(),
         occlusion=_scatter(occlusion[:, None], geometry, [1.0]),
         mask=mask.clone(),
         material=material,
-        info={"baked_shading": False, "texels": int(geometry.index.numel()), "size": [height, width]},
+        info={"baked_shading": False, "texels": int(geometry.index.numel()), "size": [rows, cols],
+              "relief": "laid height" if height is not None else "luminance height field",
+              "roughness": "laid map" if roughness is not None else "class prior"},
+        height=None if height is None else (height.to(torch.float32) * mask[None]).contiguous(),
     )

@@ -32,7 +32,7 @@ class Decompose(Node):
     """
 
     name = "brdf.decompose"
-    version = 4  # 4: two threads (AO rays cast in chunks; thread count can change float sums)
+    version = 5  # 5: laid height / roughness maps of a fitted swatch (issue 21) drive normals and roughness
     map_over = ("texture", "references", "instances")
     reads_only = ("scene",)  # shared by every item: not copied per item
     resources = Resources(num_cpus=2, memory_mb=1024)  # the AO rays are cast on both threads
@@ -69,7 +69,7 @@ class Decompose(Node):
         occlusion = ambient_occlusion(scene, geometry.position, geometry.normal, p.ao_rays, generator)
         if not p.baked_shading:
             return unlit_maps(image[:3].to(torch.float32), geometry, occlusion, prior, material,
-                              normal_strength=p.normal_strength)
+                              normal_strength=p.normal_strength, height=texture.height, roughness=texture.roughness)
         with ctx.progress(total=p.steps, desc="decompose") as bar:
             return decompose_texture(
                 image[:3].to(torch.float32), geometry, occlusion, prior, material,

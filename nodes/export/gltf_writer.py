@@ -90,12 +90,30 @@ class MaterialPngs:
     base_color: bytes
     orm: bytes
     normal: bytes
+    # The relief (PBRMaps.height) where the maps have one, for the formats that take displacement (USD,
+    # MaterialX; glTF has no displacement): grey in [0, 1], metres = height_offset + grey * height_scale.
+    height: bytes | None = None
+    height_scale: float = 0.0
+    height_offset: float = 0.0
+
+
+def height_png(maps: PBRMaps) -> tuple[bytes | None, float, float]:
+    """(grey PNG, scale, offset) of the maps' height, gutter filled; (None, 0, 0) without one."""
+    mask = maps.mask.to(torch.bool)
+    if maps.height is None or not bool(mask.any()):
+        return None, 0.0, 0.0
+    height = fill_atlas_gutter(maps.height.to(torch.float32), mask)
+    low, high = float(height[:, mask].min()), float(height[:, mask].max())
+    scale = max(high - low, 1e-9)
+    return encode_png((height - low) / scale), round(scale, 9), round(low, 9)
 
 
 def material_pngs(maps: PBRMaps) -> MaterialPngs:
-    """The PNG bytes of `material_images(maps)`."""
+    """The PNG bytes of `material_images(maps)` (and of the height, where the maps have one)."""
     base_colour, orm, normal = material_images(maps)
-    return MaterialPngs(base_color=encode_png(base_colour), orm=encode_png(orm), normal=encode_png(normal))
+    height, scale, offset = height_png(maps)
+    return MaterialPngs(base_color=encode_png(base_colour), orm=encode_png(orm), normal=encode_png(normal),
+                        height=height, height_scale=scale, height_offset=offset)
 
 
 def sheen_colour(maps: PBRMaps) -> list[float]:

@@ -41,7 +41,8 @@ from .names import identifiers
 
 MTLX_VERSION = "1.39"
 SURFACE_NODEDEF = "ND_standard_surface_surfaceshader"
-TEXTURE_SUFFIXES = {"base_color": "baseColor", "orm": "occlusionRoughnessMetallic", "normal": "normal"}
+TEXTURE_SUFFIXES = {"base_color": "baseColor", "orm": "occlusionRoughnessMetallic", "normal": "normal",
+                    "height": "height"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,14 @@ class ExportMaterial:
         return f"{self.ident}_{TEXTURE_SUFFIXES[slot]}.png"
 
     def png(self, slot: str) -> bytes:
-        return {"base_color": self.pngs.base_color, "orm": self.pngs.orm, "normal": self.pngs.normal}[slot]
+        png = {"base_color": self.pngs.base_color, "orm": self.pngs.orm, "normal": self.pngs.normal,
+               "height": self.pngs.height}[slot]
+        assert png is not None, slot
+        return png
+
+    def slots(self) -> list[str]:
+        """The texture slots this material has (height only where its maps have relief)."""
+        return [slot for slot in TEXTURE_SUFFIXES if slot != "height" or self.pngs.height is not None]
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,8 @@ def material_graph(material: ExportMaterial) -> tuple[list[GraphNode], dict[str,
         GraphNode("normal_image", "image", "vector3", "ND_image_vector3", {"file": Tex("normal")}),
         GraphNode("normalmap", "normalmap", "vector3", "ND_normalmap_float", {"in": Ref("normal_image")}),
     ]
+    if material.pngs.height is not None:  # the relief's grey map; the displacement node scales it to metres
+        nodes.append(GraphNode("height_image", "image", "float", "ND_image_float", {"file": Tex("height")}))
     surface: dict[str, Any] = {
         "base": 1.0, "base_color": Ref("base_color_image"), "metalness": Ref("metallic"),
         "specular": 1.0, "specular_roughness": Ref("roughness"), "specular_IOR": 1.5, "normal": Ref("normalmap"),
@@ -167,8 +177,9 @@ def _add_graph(doc: mx.Document, material: ExportMaterial, texture_dir: str) -> 
                 node.addInput(key, types[value.node]).setNodeName(value.node)
             else:
                 _set_value(node.addInput(key, NODE_INPUT_TYPES[key] or "float"), value, NODE_INPUT_TYPES[key])
-    for name in ("base_color_image", "roughness", "metallic", "normalmap", "occlusion"):
-        graph.addOutput(f"{name}_out", types[name]).setNodeName(name)
+    for name in ("base_color_image", "roughness", "metallic", "normalmap", "occlusion", "height_image"):
+        if name in types:
+            graph.addOutput(f"{name}_out", types[name]).setNodeName(name)
     return graph
 
 
@@ -183,6 +194,13 @@ def _add_material(doc: mx.Document, material: ExportMaterial, graph: mx.NodeGrap
         else:
             _set_value(port, value, SURFACE_INPUT_TYPES[key])
     mat = doc.addMaterialNode(f"M_{material.ident}", shader)
+    if material.pngs.height is not None:  # standard_surface has no height: the material's displacement does
+        displacement = doc.addNode("displacement", f"DS_{material.ident}", "displacementshader")
+        port = displacement.addInput("displacement", "float")
+        port.setNodeGraphString(graph.getName())
+        port.setOutputString("height_image_out")
+        displacement.addInput("scale", "float").setValue(float(material.pngs.height_scale))
+        mat.addInput("displacementshader", "displacementshader").setNodeName(displacement.getName())
     mat.setAttribute("uiname", material.name)
     shader.setAttribute("uiname", material.name)
 
@@ -225,7 +243,7 @@ def write_materialx(materials: list[ExportMaterial], *, basename: str) -> tuple[
     texture_dir = f"{basename}_textures"
     files: dict[str, bytes] = {f"{basename}.mtlx": build_materialx(materials, texture_dir=texture_dir).encode()}
     for material in materials:
-        for slot in TEXTURE_SUFFIXES:
+        for slot in material.slots():
             files[f"{texture_dir}/{material.texture_name(slot)}"] = material.png(slot)
     summary = {
         "document": f"{basename}.mtlx",
@@ -235,5 +253,6 @@ def write_materialx(materials: list[ExportMaterial], *, basename: str) -> tuple[
         "materials": [f"M_{m.ident}" for m in materials],
         "names": {m.name: m.ident for m in materials},
         "sheen": [m.name for m in materials if m.sheen is not None],
+        "displacement": [m.name for m in materials if m.pngs.height is not None],
     }
     return files, summary

@@ -43,7 +43,7 @@ from nodes.types import Instance, Scene
 
 from .gltf_writer import PNG_COMPRESS_LEVEL, instance_primitive
 from .materialx_writer import (
-    NODE_INPUT_TYPES, SURFACE_INPUT_TYPES, SURFACE_NODEDEF, TEXTURE_SUFFIXES, ExportMaterial, Ref, Tex,
+    NODE_INPUT_TYPES, SURFACE_INPUT_TYPES, SURFACE_NODEDEF, ExportMaterial, Ref, Tex,
     material_graph, typed_value,
 )
 
@@ -120,6 +120,18 @@ def _preview_surface(stage: Usd.Stage, material: UsdShade.Material, files: dict[
     material.CreateSurfaceOutput().ConnectToSource(surface.CreateOutput("surface", Sdf.ValueTypeNames.Token))
 
 
+def _preview_displacement(stage: Usd.Stage, material: UsdShade.Material, spec: ExportMaterial, file: str) -> None:
+    """UsdPreviewSurface's `displacement` (metres) from the height PNG: grey * scale + offset."""
+    base = str(material.GetPath())
+    reader = UsdShade.Shader.Get(stage, f"{base}/st_reader")
+    texture = _uv_texture(stage, f"{base}/height_texture", file, reader, "raw")
+    scale, offset = float(spec.pngs.height_scale), float(spec.pngs.height_offset)
+    texture.CreateInput("scale", Sdf.ValueTypeNames.Float4).Set(Gf.Vec4f(scale, scale, scale, 1.0))
+    texture.CreateInput("bias", Sdf.ValueTypeNames.Float4).Set(Gf.Vec4f(offset, offset, offset, 0.0))
+    surface = UsdShade.Shader.Get(stage, f"{base}/PreviewSurface")
+    surface.CreateInput("displacement", Sdf.ValueTypeNames.Float).ConnectToSource(texture.ConnectableAPI(), "r")
+
+
 def _set_input(shader: UsdShade.Shader, key: str, value: Any, mtype: str) -> None:
     typed = typed_value(value, mtype)
     shader.CreateInput(key, SDF_TYPES[mtype]).Set(Gf.Vec3f(*typed) if isinstance(typed, list) else typed)
@@ -190,7 +202,7 @@ def package_textures(materials: list[ExportMaterial], *, max_texture: int,
             kept = oversize != "downsize"  # PIL's reduce rounds the size up
             over.append({"instance": spec.name, "size": [width, height], "action": oversize,
                          "usdz_size": [width, height] if kept else [-(-width // factor), -(-height // factor)]})
-        for slot in TEXTURE_SUFFIXES:
+        for slot in spec.slots():
             png = spec.png(slot)
             if factor > 1 and oversize == "downsize":
                 png = _downsized(png, factor, normal=slot == "normal")
@@ -209,10 +221,12 @@ def build_stage(path: Path, scene: Scene, instances: dict[str, Instance], materi
     UsdGeom.Scope.Define(stage, f"{ROOT}/Geometry")
     UsdGeom.Scope.Define(stage, f"{ROOT}/Materials")
     for spec in materials:
-        files = {slot: f"{TEXTURE_DIR}/{spec.texture_name(slot)}" for slot in TEXTURE_SUFFIXES}
+        files = {slot: f"{TEXTURE_DIR}/{spec.texture_name(slot)}" for slot in spec.slots()}
         material = UsdShade.Material.Define(stage, f"{ROOT}/Materials/{spec.ident}")
         material.GetPrim().SetDisplayName(spec.name)
         _preview_surface(stage, material, files)
+        if "height" in files:
+            _preview_displacement(stage, material, spec, files["height"])
         _materialx_shaders(stage, material, spec, files)
         mesh = _mesh(stage, f"{ROOT}/Geometry/{spec.ident}", scene, instances[spec.name], spec.name)
         UsdShade.MaterialBindingAPI.Apply(mesh.GetPrim()).Bind(material)

@@ -20,7 +20,11 @@ Rules:
   picture placed once over the instance's largest chart) and
   `flatten_lighting` (true: the photograph's own large-scale shading, a
   light fall-off or vignette, is divided out of the images here, once; the
-  texture stages then treat them as pure albedo); a missing `material` falls
+  texture stages then treat them as pure albedo), `lights` (several photos of
+  the same swatch, pixel-aligned, each under its own light: per image the
+  light's azimuth in degrees, 0 = from the image's right, 90 = from its top,
+  or `[azimuth, elevation]`; at least 3; `swatch.material` then fits albedo,
+  height and roughness by photometric stereo); a missing `material` falls
   back to the instance's hint from `segment.parts`;
 - `default` (same forms) applies to every instance no entry names;
 - pre-made `references` (from `io.demo_room`) bind instances that the file
@@ -53,7 +57,7 @@ from graphflow import Keyed, UserError
 from ..types import DEFAULT_SWATCH_SIZE, MATERIAL_CLASSES, REFERENCE_MODES, Instance, Reference
 from .images import DEFAULT_MAX_PIXELS, fit_short_side, load_image
 
-ENTRY_KEYS = ("images", "material", "prompt", "size", "mode", "flatten_lighting")
+ENTRY_KEYS = ("images", "material", "prompt", "size", "mode", "flatten_lighting", "lights")
 MAX_REFERENCES_FILE_BYTES = 10_000_000
 
 
@@ -68,6 +72,7 @@ class Binding:
     size: float | None = None  # metres the first image's width spans; None: the class default
     mode: str = "tile"
     flatten_lighting: bool = False
+    lights: tuple[tuple[float, float | None], ...] = ()  # per image (azimuth, elevation or None), degrees
 
 
 def _is_glob(pattern: str) -> bool:
@@ -114,7 +119,34 @@ def _parse_entry(key: str, value: Any, base: Path, file: str) -> Binding:
     flatten = value.get("flatten_lighting", False)
     if not isinstance(flatten, bool):
         raise fail(f"flatten_lighting must be true or false, not {flatten!r}")
-    return Binding(key, images, material, prompt, None if size is None else float(size), mode, flatten)
+    lights = _parse_lights(value.get("lights"), len(images), fail)
+    return Binding(key, images, material, prompt, None if size is None else float(size), mode, flatten, lights)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _parse_lights(lights: Any, count: int, fail: Callable[[str], UserError]) -> tuple[tuple[float, float | None], ...]:
+    """`lights:` of an entry: per image an azimuth in degrees (0 = from the image's right, 90 = from its top)
+    or an `[azimuth, elevation]` pair; at least 3, one per image (photometric stereo, issue 21)."""
+    if lights is None:
+        return ()
+    if not isinstance(lights, list):
+        raise fail("lights must be a list with one light per image: an azimuth in degrees or [azimuth, elevation]")
+    if len(lights) != count:
+        raise fail(f"lights lists {len(lights)} light(s) for {count} image(s); give one light per image, in order")
+    if len(lights) < 3:
+        raise fail(f"lights needs at least 3 photos under different lights (photometric stereo), got {len(lights)}")
+    out = []
+    for i, light in enumerate(lights):
+        pair = light if isinstance(light, list) else [light]
+        if len(pair) not in (1, 2) or not all(_is_number(x) for x in pair):
+            raise fail(f"lights[{i}] must be an azimuth in degrees (a number) or [azimuth, elevation], not {light!r}")
+        if len(pair) == 2 and not 0 < pair[1] <= 90:
+            raise fail(f"lights[{i}]: the elevation must be in (0, 90] degrees above the swatch, not {pair[1]!r}")
+        out.append((float(pair[0]), float(pair[1]) if len(pair) == 2 else None))
+    return tuple(out)
 
 
 def read_references_file(path: Path) -> tuple[list[Binding], Binding | None]:
@@ -211,13 +243,18 @@ def _bound_reference(binding: Binding, instance: Instance, image: Callable[[Path
         exc.message = f"entry '{binding.key}': {exc.message}"
         exc.args = (exc.message,)
         raise
+    if binding.lights and len({tuple(img.shape) for img in images}) > 1:
+        sizes = ", ".join(f"{p.name} {img.shape[2]}x{img.shape[1]}" for p, img in zip(binding.images, images))
+        raise UserError(f"entry '{binding.key}': lights needs pixel-aligned photos of one size, got {sizes}",
+                        hint="crop or resize the photos of the capture to the same size")
     if not images:
         images = (flat_grey(image_size),)
     if binding.flatten_lighting:
         images = tuple(flatten_lighting(img) for img in images)
     material = binding.material or instance.material
     size = binding.size if binding.size is not None else DEFAULT_SWATCH_SIZE.get(material, 1.0)
-    return Reference(images=images, material=material, prompt=binding.prompt, size=size, mode=binding.mode)
+    return Reference(images=images, material=material, prompt=binding.prompt, size=size, mode=binding.mode,
+                     lights=binding.lights)
 
 
 def bind_references(instances: Mapping[str, Instance], *, file: Path | None = None,

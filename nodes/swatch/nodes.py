@@ -2,14 +2,14 @@
 
 Runs once per reference before projection, so every instance bound to the same reference shares the
 cached result. Its steps are plain functions:
-- `fit_material` (pbrphoto, issue 21): albedo, height, roughness, metallic from the photo(s); until it
-  lands, the image as bound and no maps;
+- `fit_reference` (issue 21, `nodes.swatch.fit`): albedo with the photo's light removed, height,
+  roughness (metallic: the class's) from one photo or, with `lights:`, several photos;
 - `make_tileable` (issue 25): in `tile` mode, the maps made seamless by one transform applied to all of
   them alike (a swatch that already tiles comes out unchanged).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,11 +17,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from graphflow import Context, Node, Resources, UserError, register
 from nodes.types import Reference, SwatchMaterial
 
+from .fit import WORK_SIZE, fit_reference
 from .tileable import TileSettings, make_tileable
 
 
 class MaterialParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    fit: Literal["photo", "none"] = Field(
+        "photo", description="photo: the references are photographs; their light is removed and height / "
+        "roughness are fitted (issue 21; several photos with `lights:` by photometric stereo). none: the "
+        "images are albedo already (procedural or painted swatches): no maps, except from `lights:` photos")
+    work_size: int = Field(96, ge=16, le=1024, description="short side (texels) the material fits run at")
+    roughness_from_photos: bool = Field(
+        False, description="EXPERIMENTAL: per-texel roughness fitted from `lights:` photos (measured not yet "
+        "better than the class's single value, bench/pbr_photo.py); false: the class prior decides")
 
     seamless: bool = Field(True, description="tile mode: make a photo that does not repeat seamlessly tileable "
                            "(trimmed to its texture's period, wrap seams hidden under min-error cuts); false: "
@@ -31,15 +40,11 @@ class MaterialParams(BaseModel):
         return TileSettings(enabled=self.seamless)
 
 
-def fit_material(reference: Reference) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None,
-                                                 float | None]:
-    """(albedo, height, roughness, metallic) of the reference's first image: the image as bound, no maps."""
-    return reference.images[0].float().clamp(0, 1), None, None, None
-
-
-def material_from_reference(reference: Reference, settings: TileSettings) -> SwatchMaterial:
+def material_from_reference(reference: Reference, settings: TileSettings, fit: str = "photo",
+                            work_size: int = WORK_SIZE, roughness_from_photos: bool = False) -> SwatchMaterial:
     """The SwatchMaterial of one reference: fitted, then (tile mode) made tileable, every map alike."""
-    albedo, height, roughness, metallic = fit_material(reference)
+    albedo, height, roughness, metallic, fitted = fit_reference(reference, work_size, photo=fit == "photo",
+                                                                roughness_from_photos=roughness_from_photos)
     info: dict[str, Any] = {}
     size = float(reference.size)
     if reference.mode == "tile":
@@ -55,7 +60,7 @@ def material_from_reference(reference: Reference, settings: TileSettings) -> Swa
     return SwatchMaterial(albedo=albedo.contiguous(), height=height, roughness=roughness, metallic=metallic,
                           size=size, mode=reference.mode,
                           repeat=str(getattr(reference, "repeat", "exact")), material=reference.material,
-                          info={"tileable": info}, prompt=reference.prompt)
+                          info={"tileable": info, "fit": fitted}, prompt=reference.prompt)
 
 
 @register
@@ -65,7 +70,7 @@ class SwatchMaterialNode(Node):
     instance bound to the same reference shares it; `texture.project` lays all its maps."""
 
     name = "swatch.material"
-    version = 1
+    version = 2  # 2: photos fitted (albedo de-lit, height, roughness: issue 21)
     Params = MaterialParams
     map_over = "references"
     resources = Resources(num_cpus=1, memory_mb=1024)
@@ -78,4 +83,5 @@ class SwatchMaterialNode(Node):
         if image.dim() != 3 or image.shape[0] != 3 or min(image.shape[-2:]) < 8:
             raise UserError(f"reference image 0 is unusable (shape {tuple(image.shape)}, needs [3, H>=8, W>=8])",
                             node=ctx.node_id, item=ctx.item, hint="replace the image file")
-        return material_from_reference(references, self.params.tile_settings())
+        p = self.params
+        return material_from_reference(references, p.tile_settings(), p.fit, p.work_size, p.roughness_from_photos)
