@@ -86,7 +86,7 @@ def main() -> None:
 
 
 PHOTO_WIDTH, PHOTO_CROP = 1.5, 64  # 4 x 4 repeats as on the issue's 3 m floor at 0.75 m, at half the scale (CPU time)
-PHOTO_FEWER = {**FEWER_STEPS, "views": {"max_count": 6, "resolution": 96}, "brdf": {"ao_rays": 4},
+PHOTO_FEWER = {**FEWER_STEPS, "material": {"seamless": True}, "views": {"max_count": 6, "resolution": 96}, "brdf": {"ao_rays": 4},
                "project": {"texels_per_metre": 256 / PHOTO_WIDTH}}
 
 
@@ -112,7 +112,8 @@ def photo_stage_rows(group: str, name: str, reference, steps: str) -> list[dict]
 
     scene, instances = floor_scene(PHOTO_WIDTH)
     result = texture_chain(scene, instances, Keyed({"floor": reference}),
-                           PHOTO_FEWER if steps == "fewer" else {"project": PHOTO_FEWER["project"]})["floor"]
+                           PHOTO_FEWER if steps == "fewer" else {"project": PHOTO_FEWER["project"],
+                                                                  "material": PHOTO_FEWER["material"]})["floor"]
     material = result.stages["material"]
     density0 = PHOTO_FEWER["project"]["texels_per_metre"]
     by_hand = project_instance(scene, instances["floor"].face_mask, reference, ProjectionSettings(

@@ -190,7 +190,8 @@ def format_table(rows: list[QualityRow]) -> str:
 
 # The shipped graphs' params (graphs/demo_room.yaml) for `texture_chain`; tests pass fewer steps.
 CHAIN_DEFAULTS: dict[str, dict] = {
-    "material": {"fit": "none"},  # the demo room's swatches are procedural albedo, not photos
+    # the demo room's swatches are procedural albedo, not photos, and are laid as given (see demo_room.yaml)
+    "material": {"fit": "none", "seamless": False},
     "views": {"resolution": 128, "isolate": True, "texels_per_metre": 128.0}, "project": {"texels_per_metre": 128.0},
     "semantic": {"prior": "closed_form", "method": "vsd", "init_t_max": 0.4, "steps": 30},
     "pixel": {"prior": "closed_form", "steps": 20}, "superres": {"prior": "closed_form", "factor": 2, "steps": 20},

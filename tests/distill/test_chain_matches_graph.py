@@ -14,6 +14,7 @@ def test_chain_defaults_are_the_demo_graphs_params() -> None:
         graph = gf.Graph.from_yaml(GRAPHS / name)
         for node, params in CHAIN_DEFAULTS.items():
             shipped = {k: v for k, v in graph.nodes[node].params.items() if k != "seed"}
-            if name == "texture_scene.yaml" and node == "material":  # its references are photos: fitted
+            if name == "texture_scene.yaml" and node == "material":  # its references are photos: fitted, healed
                 shipped.setdefault("fit", "none")
+                shipped.setdefault("seamless", False)
             assert shipped == params, (name, node, shipped, params)

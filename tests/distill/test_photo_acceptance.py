@@ -15,7 +15,7 @@ from nodes.distill.acceptance import evaluate_instance, texture_chain
 from nodes.distill.seams_photo import photo_row
 
 WIDTH, CROP = 1.5, 64  # a 1.5 m floor, the photo 0.375 m wide: 4 x 4 repeats on a 256² atlas
-FEWER = {"views": {"max_count": 4, "resolution": 64}, "semantic": {"steps": 10}, "pixel": {"steps": 8},
+FEWER = {"material": {"seamless": True}, "views": {"max_count": 4, "resolution": 64}, "semantic": {"steps": 10}, "pixel": {"steps": 8},
          "superres": {"steps": 5}, "brdf": {"ao_rays": 4}, "project": {"texels_per_metre": 256 / WIDTH}}
 
 

@@ -26,8 +26,8 @@ def test_demo_writes_a_valid_asset_preview_and_report(demo_small: dict[str, Path
     assert (out / "asset.glb").stat().st_size > 1000
     assert (out / "preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     nodes = {n["node"] for n in report_of(out)}
-    assert nodes == {"scene", "segment", "bind", "views", "project", "semantic", "pixel", "superres", "brdf", "export",
-                     "export_usd", "export_mtlx", "preview", "page"}
+    assert nodes == {"scene", "segment", "bind", "material", "views", "project", "semantic", "pixel", "superres", "brdf",
+                     "export", "export_usd", "export_mtlx", "preview", "page"}
     if not validator_available():
         pytest.fail("glTF validator not installed: npm ci --prefix tools/gltf-validator")
     issues = validate_glb(out / "asset.glb")["issues"]
@@ -43,7 +43,7 @@ def test_same_command_again_reruns_nothing(demo_small: dict[str, Path]) -> None:
 
 def test_one_reference_change_reruns_only_that_instance(demo_small: dict[str, Path]) -> None:
     out = rerun(demo_small, "--set", "scene.params.seeds.sofa=7")
-    mapped = {"project", "semantic", "pixel", "superres", "brdf"}
+    mapped = {"material", "project", "semantic", "pixel", "superres", "brdf"}
     expected = {f"{m}[sofa]" for m in mapped} | {"scene", "bind", "export", "export_usd", "export_mtlx", "preview",
                                                          "page"}
     assert ran(out) == expected
