@@ -52,7 +52,7 @@ def demo_args(cache: Path, out: Path, extra: dict[str, object] | None = None, gr
 def demo_up_to_semantic(folder: Path) -> Path:
     """The demo graph cut after distill.semantic (its output is the graph's output)."""
     doc = yaml.safe_load(DEMO.read_text())
-    keep = ("scene", "segment", "bind", "views", "project", "semantic")
+    keep = ("scene", "segment", "bind", "material", "views", "project", "semantic")
     doc["nodes"] = {k: v for k, v in doc["nodes"].items() if k in keep}
     doc["outputs"] = {"texture": "semantic"}
     path = folder / "semantic_only.yaml"
