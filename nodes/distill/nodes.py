@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,16 +163,21 @@ class Scoring:
     start: torch.Tensor | None = None  # the image whose seams set the limit
     # share of texels whose colour the swatch never has (`seams_photo.invented_colour_share`); None: unchecked
     invented: Callable[[torch.Tensor], float] | None = None
+    # each measure's limit, measured on `start` once per stage rather than once per candidate
+    _limits: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def _limit(self, name: str, measure: Callable[[torch.Tensor], float], floor: float) -> float:
+        if name not in self._limits:
+            self._limits[name] = floor if self.start is None else max(floor, measure(self.start))
+        return self._limits[name]
 
     def accepts(self, image: torch.Tensor) -> bool:
-        if self.invented is not None:
-            limit = INVENTED_SHARE_LIMIT if self.start is None else max(INVENTED_SHARE_LIMIT, self.invented(self.start))
-            if self.invented(image) > limit:
-                return False
+        if self.invented is not None and self.invented(image) > self._limit("invented", self.invented,
+                                                                             INVENTED_SHARE_LIMIT):
+            return False
         if self.seams is None:
             return True
-        limit = SEAM_RATIO_LIMIT if self.start is None else max(SEAM_RATIO_LIMIT, self.seams(self.start))
-        return self.seams(image) <= limit
+        return self.seams(image) <= self._limit("seams", self.seams, SEAM_RATIO_LIMIT)
 
 
 def _views_or_fallback(ctx: Context, views: Views, name: str, init: TextureMap | None
