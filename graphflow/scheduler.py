@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+import networkx as nx
 from pydantic import BaseModel
 
 from .cache import Entry, TieredCache
@@ -176,8 +177,6 @@ class Scheduler:
         return None
 
     def _downstream(self, nid: str) -> dict[str, tuple[str, BaseModel]]:
-        import networkx as nx
-
         after = nx.descendants(self.graph.to_networkx(), nid)
         return {d: (self.graph.nodes[d].type, self.states[d].params) for d in self.order if d in after}
 

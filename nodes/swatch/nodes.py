@@ -59,7 +59,7 @@ def material_from_reference(reference: Reference, settings: TileSettings, fit: s
         size *= int(albedo.shape[-1]) / width  # a tile trimmed to the texture's period keeps its metres per texel
     return SwatchMaterial(albedo=albedo.contiguous(), height=height, roughness=roughness, metallic=metallic,
                           size=size, mode=reference.mode,
-                          repeat=str(getattr(reference, "repeat", "exact")), material=reference.material,
+                          material=reference.material,
                           info={"tileable": info, "fit": fitted}, prompt=reference.prompt)
 
 
