@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig
+from nodes.measures.distances import superres_report
 from nodes.types import Instance, Scene
 
 from .closed_form import (
@@ -206,8 +207,6 @@ def upsampled_map(value: torch.Tensor | None, factor: int, out_mask: torch.Tenso
 
 def superres_info(out: torch.Tensor, image: torch.Tensor, out_mask: torch.Tensor, mask: torch.Tensor,
                   reference: torch.Tensor, factor: int) -> dict[str, Any]:
-    from .metrics import superres_report
-
     return superres_report(out, image, out_mask, mask, reference, factor)
 
 
