@@ -38,6 +38,8 @@ from nodes.texture.charts import build_charts
 from nodes.texture.project import ProjectionSettings, project_instance
 from nodes.types import Instance, Reference, Scene, Views
 
+from .chain import ChainRun
+
 OTHER_PHASE = (0.37, 0.61)  # fractions of the swatch: the ideal shifted by this much
 BASELINES = ("ideal_phase", "flat", "stretched", "twice")
 
@@ -160,6 +162,17 @@ def evaluate_instance(scene: Scene, instances: Mapping[str, Instance], name: str
                       notes={"seam_pairs": float(seams.seam_pairs), "atlas": float(side),
                              # a swatch's own 1-texel features (a motif's tip) count as "isolated" too
                              "ideal_outliers": isolated_outliers(atlases["ideal"], mask)})
+
+
+def evaluate_run(run: ChainRun, full: bool = True, stage: str = "final") -> list[QualityRow]:
+    """Every instance's row for a chain run: of its exported albedo (`stage` "final") or of texture.project's
+    atlas alone ("start"), at that atlas's density."""
+    rows = []
+    for name, result in run.results.items():
+        atlas = result.final.albedo if stage == "final" else result.start.image
+        rows.append(evaluate_instance(run.scene, run.instances, name, run.references[name], atlas,
+                                      run.density(name, atlas), result.views, full=full))
+    return rows
 
 
 def _atlas_side(scene: Scene, instance: Instance, texels_per_metre: float, side: int) -> float:

@@ -28,6 +28,9 @@ DEMO_GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "demo_room.yaml"
 TEXTURING = ("material", "views", "project", "semantic", "pixel", "superres", "brdf")
 # graph input name -> the node whose output a given value replaces; `bind` first: it reads `scene.references`
 GIVEN_NODES = {"references": "bind", "instances": "segment", "scene": "scene"}
+# the shipped params with fewer views, steps and AO rays, to fit CI (acceptance tests, benches' `--steps fewer`)
+FEWER_STEPS: dict[str, dict[str, Any]] = {"views": {"max_count": 8}, "semantic": {"steps": 30}, "pixel": {"steps": 20},
+                                          "superres": {"steps": 10}, "brdf": {"ao_rays": 8}}
 
 
 @dataclass
