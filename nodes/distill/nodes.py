@@ -23,11 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
 from nodes.components.priors import ScorePrior, ScorePriorConfig, SuperResPriorConfig
+from nodes.priors import score_prior, superres_prior
+from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 from nodes.measures.colour import INVENTED_SHARE_LIMIT, invented_colour_share, isolated_outliers
 from nodes.measures.distances import patch_sliced_wasserstein, structure_target, structure_target_over
 from nodes.measures.seams import seam_ratio_measure
-from nodes.priors import score_prior, superres_prior
-from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
 from .loop import LoopSettings, distill_texture, with_one_restart
 from .stretch import tiled_baseline

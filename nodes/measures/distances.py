@@ -276,7 +276,7 @@ def structure_distance(
     uses): box pooling aliases a pattern near a coarse level's Nyquist limit into phase-dependent
     bands, so the ideal at another phase (what a perfect result scores) measured 0.009-0.015 on
     6 disc-masked 128² views of 12-24 px stripes and checkers, against 0.003-0.005 binomial, while
-    the same pattern at twice the size stays at 0.033-0.05 (tests/distill/test_quality_metrics.py).
+    the same pattern at twice the size stays at 0.033-0.05 (tests/measures/test_quality_measures.py).
     Comparing with renders of
     the ideal (the swatch repeated at its real size) rather than with the swatch image itself
     means the scale, the views' foreshortening and the shading are the same on both sides, so
