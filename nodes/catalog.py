@@ -1,4 +1,4 @@
-"""Entry point of the `graphflow.nodes` group: importing it registers every built-in node."""
+"""Entry point of the `graphflow.nodes` group: importing it registers every built-in node and prior."""
 from __future__ import annotations
 
 from importlib import import_module
@@ -17,5 +17,8 @@ NODE_MODULES = (
     "nodes.report.nodes",
 )
 
-for _module in NODE_MODULES:
+# The built-in priors, which node packages resolve by name (`nodes.components.priors`).
+PRIOR_MODULES = ("nodes.priors",)
+
+for _module in NODE_MODULES + PRIOR_MODULES:
     import_module(_module)

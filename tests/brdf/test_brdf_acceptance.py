@@ -17,7 +17,7 @@ from graphflow.testing import make_context
 from nodes.brdf import metrics
 from nodes.brdf.decompose import luminance, render_baked, tangent_to_world
 from nodes.brdf.nodes import Decompose
-from nodes.brdf.synthetic import DEFAULT_LIGHT
+from helpers.brdf_scenes import DEFAULT_LIGHT
 from nodes.brdf.texels import ambient_occlusion
 from nodes.export.nodes import ExportGltf, PreviewRender
 from nodes.export.validator import issue_summary, validate_glb, validator_available

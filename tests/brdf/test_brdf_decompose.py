@@ -21,7 +21,7 @@ from nodes.brdf.decompose import (
 )
 from nodes.brdf.materials import MATERIAL_PRIORS, material_prior
 from nodes.brdf.nodes import ClassReferences, Decompose, TextureFromScene
-from nodes.brdf.synthetic import DEFAULT_LIGHT, bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
+from helpers.brdf_scenes import DEFAULT_LIGHT, bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
 from nodes.brdf.texels import ambient_occlusion
 from nodes.types import Reference, TextureMap
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from graphflow import Keyed
-from nodes.brdf.synthetic import bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
+from helpers.brdf_scenes import bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
 from nodes.export.gltf_writer import build_glb
 from nodes.export.validator import issue_summary, validate_glb, validator_available
 from nodes.types import PBRMaps

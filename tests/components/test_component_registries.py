@@ -11,7 +11,7 @@ import torch
 from graphflow import Graph, GraphInvalid, UserError
 from nodes.components.priors import SCORE_PRIORS, SUPERRES_PRIORS, ScorePriorConfig, SuperResPriorConfig
 from nodes.components.raster import RASTERIZERS, BackendName, Rasterizer
-from nodes.components.registry import Registry
+from nodes.components.registry import ComponentRegistry
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.nodes import PriorName, SuperResParams
 from nodes.distill.superres import ClosedFormSuperResPrior
@@ -34,7 +34,7 @@ def _score_config(**changes: object) -> ScorePriorConfig:
 
 
 def test_registry_lists_known_names_on_an_unknown_one() -> None:
-    registry: Registry = Registry("widget", param="kind")
+    registry: ComponentRegistry = ComponentRegistry("widget", param="kind")
     registry.register("b")(lambda: 1)
     registry.register("a")(lambda: 2)
     assert registry.names() == ("a", "b") and "a" in registry

@@ -12,7 +12,7 @@ import torch
 from graphflow import UserError
 from graphflow.testing import make_context
 from nodes.distill.nodes import DistillPixel, DistillSemantic
-from nodes.distill.synthetic import flat_quads, procedural_references
+from helpers.distill_scenes import flat_quads, procedural_references
 from nodes.types import TextureMap
 
 NAMES = ("a", "b")

@@ -14,7 +14,7 @@ from PIL import Image
 
 from graphflow import Keyed
 from graphflow.testing import make_context
-from nodes.brdf.synthetic import sphere_on_floor
+from helpers.brdf_scenes import sphere_on_floor
 from nodes.export.nodes import ExportGltf, ExportMaterialx, ExportUsd
 from nodes.types import Instance, PBRMaps
 
