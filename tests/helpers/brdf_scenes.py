@@ -17,7 +17,7 @@ from graphflow import Keyed
 from nodes.export.tangents import vertex_tangents
 from nodes.types import Instance, Scene
 
-from nodes.brdf.decompose import BakedLighting, render_baked
+from nodes.brdf.baked import BakedLighting, render_baked
 from nodes.brdf.texels import TexelGeometry, ambient_occlusion, texel_geometry
 
 
