@@ -18,9 +18,8 @@ node types whose outputs can change, then `python -m tests.helpers.node_code --u
 """
 from __future__ import annotations
 
-from helpers.node_code import NodeCode, code_closure, current_node_code, problems, read_lock
 from helpers.imports import import_graph
-from helpers.node_code import NODES
+from helpers.node_code import NODES, NodeCode, code_closure, current_node_code, problems, read_lock
 
 
 def test_every_node_types_code_matches_its_version_in_the_lock() -> None:
