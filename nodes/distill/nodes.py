@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
-from nodes.components.priors import ScorePrior, ScorePriorConfig, SuperResPriorConfig
-from nodes.priors import score_prior, superres_prior
+from nodes.components.priors import ScorePrior, ScorePriorConfig, SuperResPriorConfig, score_prior, superres_prior
 from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
 from .loop import LoopSettings, distill_texture, with_one_restart
