@@ -304,7 +304,7 @@ class DomainAdapter(TensorData):
 
 
 __all__ = [
-    "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
-    "ProjectionSettings", "Reference", "References", "Scene", "SwatchMaterial", "Texture", "TextureMap", "Views", "WorldScale", "as_reference",
-    "Domain", "DomainAdapter", "DomainSchedule",
+    "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed",
+    "PBR", "PBRMaps", "ProjectionSettings", "Reference", "References", "Scene", "SwatchMaterial", "Texture",
+    "TextureMap", "Views", "WorldScale", "as_reference", "Domain", "DomainAdapter", "DomainSchedule",
 ]

@@ -19,14 +19,16 @@ class ProjectParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     texels_per_metre: float = Field(
-        DEFAULT.texels_per_metre, gt=0, le=8192, description="texel density of every atlas: an instance's atlas side is this times "
-        "sqrt(surface area / UV area), rounded to a power of two and clamped to [min_size, max_size]")
+        DEFAULT.texels_per_metre, gt=0, le=8192, description="texel density of every atlas: an instance's atlas "
+        "side is this times sqrt(surface area / UV area), rounded to a power of two and clamped to [min_size, "
+        "max_size]")
     min_size: int = Field(DEFAULT.min_size, ge=8, le=8192, description="smallest atlas side (texels)")
     max_size: int = Field(DEFAULT.max_size, ge=8, le=8192, description="largest atlas side (texels)")
-    blend_width: float = Field(DEFAULT.blend_width, ge=0, le=10, description="half-width of the cross-fade across UV seams, in "
-                               "metres (wide enough to span a pattern's repeat is best); 0: no blending")
-    max_distortion: float = Field(DEFAULT.max_distortion, gt=0, le=10, description="charts whose faces stretch more than this "
-                                  "(mean |log stretch|) against one linear map get a triplanar projection")
+    blend_width: float = Field(DEFAULT.blend_width, ge=0, le=10, description="half-width of the cross-fade across "
+                               "UV seams, in metres (wide enough to span a pattern's repeat is best); 0: no blending")
+    max_distortion: float = Field(DEFAULT.max_distortion, gt=0, le=10, description="charts whose faces stretch "
+                                  "more than this (mean |log stretch|) against one linear map get a triplanar "
+                                  "projection")
     max_texels: int = Field(DEFAULT_MAX_TEXELS, ge=1, description="budget: the run stops before projecting when "
                             "all atlases together would hold more texels (CLI --max-texels); not in the cache key")
 
