@@ -140,7 +140,6 @@ def anchored_superres(
     Raises `nodes.distill.loop.NonFiniteError` on NaN/inf (`AveragedAdam.step`).
     """
     from .loop import AveragedAdam
-    from .methods import mask_like
 
     f = settings.factor
     size = image.shape[-1] * f
@@ -158,21 +157,8 @@ def anchored_superres(
     for step in range(settings.steps):
         t = timestep(settings.schedule, step, settings.steps, settings.t_min, settings.t_max, generator)
         corners = _random_crops(region, crop, settings.crops_per_step, generator)
-        full = texture.image()
-        crops = torch.stack([full[:, y:y + crop, x:x + crop] for y, x in corners])
-        conds = torch.stack([anchor[:, y:y + crop, x:x + crop] for y, x in corners])
-        masks = torch.stack([hi_mask[y:y + crop, x:x + crop] for y, x in corners])[:, None].float()
-        x = prior.encode(crops)
-        tt = torch.full((x.shape[0],), float(t))
-        a, s = prior.noise_coeffs(tt)
-        with torch.no_grad():
-            x_t = a * x + s * torch.randn(x.shape, generator=generator)
-            x0 = prior.predict_x0(x_t, tt, conds, settings.noise_level, PriorBatch(instance="", masks=masks))
-            if poison_at is not None and step == poison_at:
-                x0 = x0 * float("nan")
-        w = sds_weight(a)
-        m = mask_like(masks, x)
-        loss = 0.5 * (w * (x - x0.detach()) ** 2 * m).sum() / m[:, :1].sum().clamp_min(1.0)
+        loss = _crops_loss(prior, texture.image(), anchor, hi_mask, corners, crop, float(t), settings, generator,
+                           poison=poison_at is not None and step == poison_at)
         losses.append(optimizer.step(step, loss))
         if on_step is not None:
             on_step(step, losses[-1])
@@ -180,6 +166,29 @@ def anchored_superres(
     with torch.no_grad():
         out = texture.image().clamp(0, 1)
     return out, (hi_mask if out_mask is None else out_mask.to(torch.bool)), losses
+
+
+def _crops_loss(prior: SuperResPrior, full: torch.Tensor, anchor: torch.Tensor, hi_mask: torch.Tensor,
+                corners: list[tuple[int, int]], crop: int, t: float, settings: SuperResSettings,
+                generator: torch.Generator, poison: bool = False) -> torch.Tensor:
+    """The anchored SDS loss of one step on the atlas `full`'s crops at `corners` (`poison`: x̂_0 made NaN,
+    the tests' way to exercise the restart)."""
+    from .methods import mask_like
+
+    crops = torch.stack([full[:, y:y + crop, x:x + crop] for y, x in corners])
+    conds = torch.stack([anchor[:, y:y + crop, x:x + crop] for y, x in corners])
+    masks = torch.stack([hi_mask[y:y + crop, x:x + crop] for y, x in corners])[:, None].float()
+    x = prior.encode(crops)
+    tt = torch.full((x.shape[0],), t)
+    a, s = prior.noise_coeffs(tt)
+    with torch.no_grad():
+        x_t = a * x + s * torch.randn(x.shape, generator=generator)
+        x0 = prior.predict_x0(x_t, tt, conds, settings.noise_level, PriorBatch(instance="", masks=masks))
+        if poison:
+            x0 = x0 * float("nan")
+    w = sds_weight(a)
+    m = mask_like(masks, x)
+    return 0.5 * (w * (x - x0.detach()) ** 2 * m).sum() / m[:, :1].sum().clamp_min(1.0)
 
 
 def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instance: Instance | None) -> torch.Tensor:
