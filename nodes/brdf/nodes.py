@@ -14,7 +14,7 @@ from graphflow import Context, Keyed, Node, Resources, UserError, register
 
 from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
 from .decompose import decompose_texture, unlit_maps
-from .materials import material_prior
+from .materials import MATERIAL_PRIORS, material_prior
 from .scene_texture import texture_from_scene
 from .texels import TexelGeometry, ambient_occlusion, texel_geometry
 
@@ -146,6 +146,5 @@ class ClassReferences(Node):
 
 def material_prior_name(material: str) -> str:
     """The class of a material hint, `generic` when it is not a known class."""
-    from .materials import MATERIAL_PRIORS
 
     return material if material in MATERIAL_PRIORS else "generic"

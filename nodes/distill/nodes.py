@@ -23,10 +23,17 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
 from nodes.components.priors import ScorePrior, ScorePriorConfig, score_prior
+from nodes.render.uv_raster import uv_island_mask
 from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
-from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
-                     reference_images, with_weights)
+from .common import (
+    SEAM_RATIO_LIMIT,
+    SELECTION_MEASURE,
+    PriorName,
+    check_noise_range_and_stride,
+    reference_images,
+    with_weights,
+)
 from .loop import LoopSettings, distill_texture
 from .metrics import patch_sliced_wasserstein, seam_ratio_measure, structure_target_over
 from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share
@@ -270,7 +277,6 @@ def _with_run_info(best: TextureMap, scores: dict[str, float], init: TextureMap 
 def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
                      views: Views, guidance_bank: Keyed[Reference] | None, init: TextureMap | None,
                      stage: str, domain_adapter: Any = None) -> TextureMap:
-    from nodes.render.uv_raster import uv_island_mask
 
     name = instance.name or (ctx.item or "")
     images = reference_images(reference, ctx)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig
+from nodes.render.uv_raster import fill_atlas_gutter, uv_island_mask
 from nodes.types import Instance, Scene
 
 from .closed_form import (
@@ -37,7 +38,9 @@ from .closed_form import (
     subsample_rows,
     with_flips,
 )
-from .methods import sds_weight
+from .loop import AveragedAdam
+from .methods import mask_like, sds_weight
+from .metrics import superres_report
 from .schedule import StepSettings, timestep
 from .texture_param import PyramidTexture
 
@@ -139,7 +142,6 @@ def anchored_superres(
 
     Raises `nodes.distill.loop.NonFiniteError` on NaN/inf (`AveragedAdam.step`).
     """
-    from .loop import AveragedAdam
 
     f = settings.factor
     size = image.shape[-1] * f
@@ -173,7 +175,6 @@ def _crops_loss(prior: SuperResPrior, full: torch.Tensor, anchor: torch.Tensor, 
                 generator: torch.Generator, poison: bool = False) -> torch.Tensor:
     """The anchored SDS loss of one step on the atlas `full`'s crops at `corners` (`poison`: x̂_0 made NaN,
     the tests' way to exercise the restart)."""
-    from .methods import mask_like
 
     crops = torch.stack([full[:, y:y + crop, x:x + crop] for y, x in corners])
     conds = torch.stack([anchor[:, y:y + crop, x:x + crop] for y, x in corners])
@@ -197,7 +198,6 @@ def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instan
     size = (int(mask.shape[0]) * factor, int(mask.shape[1]) * factor)
     if scene is None or instance is None:
         return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
-    from nodes.render.uv_raster import uv_island_mask
 
     return uv_island_mask(scene.uvs, scene.faces[instance.face_mask], size)
 
@@ -205,7 +205,6 @@ def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instan
 def upsampled_map(value: torch.Tensor | None, factor: int, out_mask: torch.Tensor) -> torch.Tensor | None:
     """A material map laid by texture.project (`[1, H, W]` height or roughness) on the upscaled atlas:
     bilinear, its gutter refilled from `out_mask` by the atlas's one gutter rule. None stays None."""
-    from nodes.render.uv_raster import fill_atlas_gutter
 
     if value is None:
         return None
@@ -215,7 +214,6 @@ def upsampled_map(value: torch.Tensor | None, factor: int, out_mask: torch.Tenso
 
 def superres_info(out: torch.Tensor, image: torch.Tensor, out_mask: torch.Tensor, mask: torch.Tensor,
                   reference: torch.Tensor, factor: int) -> dict[str, Any]:
-    from .metrics import superres_report
 
     return superres_report(out, image, out_mask, mask, reference, factor)
 

@@ -14,16 +14,23 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Node, Resources, UserError, register
-from nodes.components.priors import SuperResPriorConfig
-from nodes.components.priors import superres_prior
+from nodes.components.priors import SuperResPriorConfig, superres_prior
+from nodes.render.uv_raster import fill_atlas_gutter
 from nodes.texture.world import project, swatch_at
 from nodes.types import Instance, Reference, Scene, SwatchMaterial, TextureMap, as_reference
 
-from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
-                     reference_images, with_weights)
+from .common import (
+    SEAM_RATIO_LIMIT,
+    SELECTION_MEASURE,
+    PriorName,
+    check_noise_range_and_stride,
+    reference_images,
+    with_weights,
+)
 from .loop import with_one_restart
 from .metrics import isolated_outliers, seam_ratio_measure, structure_target
 from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share
+from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info, upsampled_map
 
 
 class SuperResParams(BaseModel):
@@ -117,9 +124,7 @@ class SuperResAnchored(Node):
     def run(self, ctx: Context, texture: TextureMap, references: Reference | SwatchMaterial,
             weights: Path | None = None, scene: Scene | None = None,
             instances: Instance | None = None) -> TextureMap:
-        from nodes.render.uv_raster import fill_atlas_gutter
 
-        from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info, upsampled_map
 
         references = as_reference(references)
         p = with_weights(self.params, weights)

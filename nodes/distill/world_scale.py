@@ -18,7 +18,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from nodes.render.ops import uv_derivatives
+from nodes.render.ops import bilinear_taps, sample_taps, uv_derivatives
+from nodes.render.views import closeup_cameras, render_cameras
 from nodes.texture.world import IDEAL_PHASE, ideal_texture, swatch_at
 from nodes.types import Instance, Reference, Scene, TextureMap
 
@@ -76,14 +77,12 @@ class LevelRenderer:
     """`render_at_level` for many atlases of one size on the same views: the texel lookups are built once."""
 
     def __init__(self, views: InstanceViews, level: int, height: int, width: int) -> None:
-        from nodes.render.ops import bilinear_taps
 
         self.level = level
         self.taps = bilinear_taps(views.uv, height >> level, width >> level, mask=views.mask[:, 0],
                                   boundary_mode="clamp")
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        from nodes.render.ops import sample_taps
 
         if self.level:
             image = F.avg_pool2d(image[None], 2**self.level)[0]
@@ -93,7 +92,6 @@ class LevelRenderer:
 def closeup_views(scene: Scene, instances: Mapping[str, Instance], name: str, texels_per_metre: float,
                   seed: int = 0, isolate: bool = False) -> InstanceViews:
     """`CLOSEUPS` close-up views of one instance at one pixel per texel (`isolate`: only `instances` drawn)."""
-    from nodes.render.views import closeup_cameras, render_cameras
 
     cameras = closeup_cameras(scene, instances[name], CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed)
     views = render_cameras(scene, instances, cameras, (name,) * len(cameras), CLOSEUP_RESOLUTION, isolate=isolate)

@@ -46,9 +46,7 @@ KNOWN_UPWARD: set[tuple[str, str]] = {
     ("nodes.distill.acceptance", "nodes.swatch.nodes"),
 }
 # Modules whose function-level imports another change is moving to the top; empty this when it lands.
-KNOWN_LAZY: set[str] = {"nodes.distill.acceptance", "nodes.distill.metrics", "nodes.distill.nodes",
-                        "nodes.distill.superres", "nodes.distill.texture_param", "nodes.distill.world_scale",
-                        "nodes.swatch.tileable", "nodes.brdf.nodes"}
+KNOWN_LAZY: set[str] = {"nodes.distill.acceptance", "nodes.distill.metrics", "nodes.swatch.tileable"}
 
 
 def unit_of(module: str) -> str:
