@@ -34,9 +34,11 @@ from .tileable import _closed_min_path, _min_path
 @dataclass(frozen=True)
 class VarySettings:
     periods: int = 4  # K: the result spans K x K swatch periods (it repeats every K swatches)
-    # m: cells per swatch period along each axis. 1 keeps more of each stone whole, but on roof tiles the
-    # autocorrelation at the swatch's period measured 0.67-0.69 (> 0.6); 2 gives 0.56-0.58 there
-    cells_per_period: int = 2
+    # m: cells per swatch period along each axis, the first of these whose result correlates at most
+    # `max_autocorrelation` at the swatch's period (else the last). 1 keeps more of each stone whole, but on
+    # roof tiles it measured 0.67-0.69 there (> 0.6), 2 gives 0.56-0.58
+    cells_per_period: tuple[int, ...] = (1, 2)
+    max_autocorrelation: float = 0.45
     overlap_fraction: float = 0.4  # half-width of the cut band around each cell boundary, of a cell
     tolerance: float = 0.1  # an offset is drawn among those scoring within this share of the best
     min_jump: float = 0.2  # excluded: offsets within this share of the swatch of a neighbour's (continuations)
@@ -61,14 +63,16 @@ def _correlate(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 class _Quilt:
     """The cell grid of one result and the offsets chosen so far."""
 
-    def __init__(self, albedo: np.ndarray, settings: VarySettings, rng: np.random.Generator) -> None:
+    def __init__(self, albedo: np.ndarray, settings: VarySettings, cells_per_period: int,
+                 rng: np.random.Generator) -> None:
         self.albedo = albedo  # [3, H, W] gamma'd: what the costs compare
         self.h, self.w = albedo.shape[-2:]
         self.s = settings
-        self.n = settings.periods * settings.cells_per_period
+        self.m = cells_per_period
+        self.n = settings.periods * cells_per_period
         self.out_h, self.out_w = settings.periods * self.h, settings.periods * self.w
         self.by, self.bx = _bounds(self.out_h, self.n), _bounds(self.out_w, self.n)
-        cell = min(self.h, self.w) / settings.cells_per_period
+        cell = min(self.h, self.w) / cells_per_period
         self.ov = max(1, int(round(settings.overlap_fraction * cell)))
         self.offsets: dict[tuple[int, int], tuple[int, int]] = {}
         self.rng = rng
@@ -106,7 +110,7 @@ class _Quilt:
 
     def _excluded(self, i: int, j: int) -> np.ndarray:
         """Offsets [H, W] too near a neighbour's (a continuation) or a cell's one swatch period away."""
-        n, m = self.n, self.s.cells_per_period
+        n, m = self.n, self.m
         near = [(i + d * di, j + d * dj) for d in (1, m) for di, dj in ((0, -1), (0, 1), (-1, 0), (1, 0))]
         dy = np.arange(self.h)[:, None]
         dx = np.arange(self.w)[None, :]
@@ -199,14 +203,18 @@ def vary_maps(maps: torch.Tensor, settings: VarySettings, seed: int) -> tuple[to
     swatch periods, and diagnostics. Every channel takes the same offsets and cuts."""
     source = maps.detach().float().cpu().numpy().astype(np.float64)
     albedo = np.clip(source[:3], 0, 1) ** (1 / 2.2)  # costs in a gamma space, so dark detail counts
-    quilt = _Quilt(albedo, settings, np.random.default_rng(seed))
-    oy, ox = quilt.offset_grid()
-    rows, cols = quilt.cell_map(oy, ox)
-    ys = np.arange(quilt.out_h)[:, None]
-    xs = np.arange(quilt.out_w)[None, :]
-    out = _gather(source, ys, xs, oy[rows, cols], ox[rows, cols])
-    info = {"periods": settings.periods, "cells": quilt.n, "band": quilt.ov}
-    return torch.from_numpy(out.astype(np.float32)).to(maps.dtype), info
+    for m in settings.cells_per_period:
+        quilt = _Quilt(albedo, settings, m, np.random.default_rng(seed))
+        oy, ox = quilt.offset_grid()
+        rows, cols = quilt.cell_map(oy, ox)
+        ys = np.arange(quilt.out_h)[:, None]
+        xs = np.arange(quilt.out_w)[None, :]
+        out = torch.from_numpy(_gather(source, ys, xs, oy[rows, cols], ox[rows, cols]).astype(np.float32))
+        correlation = max(period_autocorrelation(out, (quilt.h, quilt.w)))
+        if correlation <= settings.max_autocorrelation:
+            break
+    info = {"periods": settings.periods, "cells": quilt.n, "band": quilt.ov, "autocorrelation": correlation}
+    return out.to(maps.dtype), info
 
 
 LUMA = (0.2126, 0.7152, 0.0722)
