@@ -11,9 +11,9 @@ from pathlib import Path
 
 import kornia
 import torch
+from helpers.photo_swatches import HELD_OUT, TUNING, floor_scene, reference_of
 from PIL import Image, ImageDraw
 
-from helpers.photo_swatches import HELD_OUT, TUNING, floor_scene, reference_of
 from nodes.swatch.nodes import material_from_reference
 from nodes.swatch.tileable import TileSettings
 from nodes.swatch.vary import vary_measures

@@ -49,7 +49,7 @@ class MaterialParams(BaseModel):
 
 def material_from_reference(reference: Reference, settings: TileSettings, fit: str = "photo",
                             work_size: int = WORK_SIZE, roughness_from_photos: bool = False,
-                            vary: VarySettings = VarySettings(), seed: int = 0) -> SwatchMaterial:
+                            vary: VarySettings | None = None, seed: int = 0) -> SwatchMaterial:
     """The SwatchMaterial of one reference: fitted, then (tile mode) made tileable, every map alike, then
     (`repeat: vary`) quilted into a tile of `vary.periods` x `vary.periods` swatches, every map alike."""
     albedo, height, roughness, metallic, fitted = fit_reference(reference, work_size, photo=fit == "photo",
@@ -68,6 +68,7 @@ def material_from_reference(reference: Reference, settings: TileSettings, fit: s
         size *= int(albedo.shape[-1]) / width  # a tile trimmed to the texture's period keeps its metres per texel
     info = {"tileable": info, "fit": fitted}
     if reference.mode == "tile" and reference.repeat == "vary":
+        vary = vary or VarySettings()
         albedo, height, roughness, info["vary"] = _varied(albedo, height, roughness, vary, seed)
         size *= vary.periods  # the same metres per texel: K swatches wide
     return SwatchMaterial(albedo=albedo.contiguous(), height=height, roughness=roughness, metallic=metallic,

@@ -73,7 +73,7 @@ class _Quilt:
         self.out_h, self.out_w = settings.periods * self.h, settings.periods * self.w
         self.by, self.bx = _bounds(self.out_h, self.n), _bounds(self.out_w, self.n)
         cell = min(self.h, self.w) / cells_per_period
-        self.ov = max(1, int(round(settings.overlap_fraction * cell)))
+        self.ov = max(1, round(settings.overlap_fraction * cell))
         self.offsets: dict[tuple[int, int], tuple[int, int]] = {}
         self.rng = rng
         gy = np.abs(np.roll(albedo, -1, 1) - albedo).sum(0) + np.abs(albedo - np.roll(albedo, 1, 1)).sum(0)
