@@ -146,6 +146,9 @@ class Reference(TensorData):
     # Several photos under different lights (issue 21): per image (azimuth, elevation or None) in degrees,
     # azimuth 0 = from the image's right, 90 = from its top. Empty: one photo, its light estimated.
     lights: tuple[tuple[float, float | None], ...] = ()
+    # tile mode: "exact" repeats the swatch as is; "vary" covers large surfaces without visible repetition
+    # (`swatch.material` quilts a larger tile of K x K swatches, issue 25 item 4)
+    repeat: str = "exact"
 
 
 @value_type
