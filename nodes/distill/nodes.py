@@ -26,14 +26,8 @@ from nodes.components.priors import ScorePrior, ScorePriorConfig, score_prior
 from nodes.render.uv_raster import uv_island_mask
 from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
-from .common import (
-    SEAM_RATIO_LIMIT,
-    SELECTION_MEASURE,
-    PriorName,
-    check_noise_range_and_stride,
-    reference_images,
-    with_weights,
-)
+from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
+                     reference_images, with_weights)
 from .loop import LoopSettings, distill_texture
 from .metrics import patch_sliced_wasserstein, seam_ratio_measure, structure_target_over
 from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share

@@ -19,14 +19,8 @@ from nodes.render.uv_raster import fill_atlas_gutter
 from nodes.texture.world import project, swatch_at
 from nodes.types import Instance, Reference, Scene, SwatchMaterial, TextureMap, as_reference
 
-from .common import (
-    SEAM_RATIO_LIMIT,
-    SELECTION_MEASURE,
-    PriorName,
-    check_noise_range_and_stride,
-    reference_images,
-    with_weights,
-)
+from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
+                     reference_images, with_weights)
 from .loop import with_one_restart
 from .metrics import isolated_outliers, seam_ratio_measure, structure_target
 from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share
