@@ -9,6 +9,7 @@ derived maps. Usage: PYTHONPATH=$PWD python bench/pbr_photo_figures.py [--out do
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from unittest import mock
@@ -33,8 +34,8 @@ from nodes.scene.demo_room import DemoInstance, box, instance_mesh  # noqa: E402
 from nodes.scene.loader import assemble_scene  # noqa: E402
 from nodes.scene.nodes import SegmentParts  # noqa: E402
 from nodes.swatch.nodes import SwatchMaterialNode  # noqa: E402
-from nodes.texture.project import ProjectionSettings, project_instance  # noqa: E402
-from nodes.types import Reference  # noqa: E402
+from nodes.texture.project import project_instance  # noqa: E402
+from nodes.types import ProjectionSettings, Reference  # noqa: E402
 
 KEYS = (((0.8, 0.5, 0.35), 3.0), ((-0.7, 0.25, 0.65), 3.0))  # two key lights, from the right / the left
 
@@ -54,8 +55,9 @@ def maps_for(scene, instances, reference: Reference, derived: bool):
         laid = project_instance(scene, inst.face_mask, material, ProjectionSettings(texels_per_metre=160))
         geometry = texel_geometry(scene, inst.face_mask, tuple(laid.image.shape[-2:]), within=laid.mask)
         prior = material_prior("stone")
-        out[name] = unlit_maps(laid.image, geometry, torch.ones(geometry.index.numel()), prior, "stone",
-                               normal_strength=1.0 if derived else 0.0, height=laid.height if derived else None)
+        maps = unlit_maps(laid.image, geometry, torch.ones(geometry.index.numel()), prior, "stone",
+                          normal_strength=1.0 if derived else 0.0, height=laid.height if derived else None)
+        out[name] = dataclasses.replace(maps, scale=laid.scale)  # as brdf.decompose passes it
     return out
 
 

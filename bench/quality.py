@@ -1,8 +1,9 @@
 """Texture quality against the swatch repeated at its real size (issue 13's measure), per instance.
 
-Runs the shipped demo graph's texturing chain through `graphflow.run` (`nodes.quality`: texture.project
--> distill.semantic -> distill.pixel -> superres.anchored -> brdf.decompose) on a scene and prints, per
-instance, the structure distance of the result and of four reference points measured in the same run (the ideal at another phase: what a
+Runs the shipped demo graph's texturing chain through `graphflow.run` (`nodes.quality`:
+texture.project -> distill.semantic -> distill.pixel -> superres.anchored -> brdf.decompose) on a scene
+and prints, per instance, the structure distance of the result and of four reference points measured in
+the same run (the ideal at another phase: what a
 perfect result scores; a flat mean colour; the swatch stretched once over the UV island; the swatch at
 twice its size), the Portilla-Simoncelli distance, ΔE76, seam ratio and outlier share; plus the same
 for texture.project alone. Last line: JSON with the per-instance ratios result / ideal-at-another-phase.
@@ -92,7 +93,7 @@ def photo_stage_rows(group: str, name: str, reference: Reference, steps: str) ->
     result = run.results["floor"]
     material = result.stages["material"]
     by_hand = project_instance(scene, instances["floor"].face_mask, reference, ProjectionSettings(
-        texels_per_metre=run.texels_per_metre, max_size=4096)).image
+        texels_per_metre=result.start.scale.texels_per_metre, max_size=4096)).image
     maps = [("crop tiled by hand", by_hand, result.start.mask, reference.images[0], reference.size),
             ("material+project", result.start.image, result.start.mask, material.albedo, material.size)]
     maps += [(stage, result.stages[stage].image, result.stages[stage].mask, material.albedo, material.size)

@@ -129,7 +129,8 @@ def _write_outputs(outputs: dict[str, Any], out_dir: Path) -> list[Path]:
 def run(
     graph_file: Path = typer.Argument(..., help="graph YAML file"),
     input: list[str] = typer.Option([], "--input", "-i", help="graph input NAME=VALUE (repeatable)"),
-    set: list[str] = typer.Option([], "--set", "-s", help="NODE.params.KEY=VALUE (repeatable; * for all nodes)"),
+    set: list[str] = typer.Option([], "--set", "-s", help="NODE.params.KEY=VALUE (repeatable; * for all nodes) "
+                                  "or params.NAME=VALUE (a graph-level value)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="write outputs and report.json here"),
     cache: Path | None = typer.Option(None, "--cache", help="cache dir (default $GRAPHFLOW_CACHE or ~/.cache/graphflow)"),
     cache_mem: str = typer.Option("2GiB", "--cache-mem", help="memory tier bound, e.g. 512MiB, 4GiB, 0"),
@@ -252,7 +253,8 @@ def open_page(out: Path = typer.Argument(..., help="the --out DIR of a run")) ->
 
 @app.command()
 def validate(graph_file: Path = typer.Argument(..., help="graph YAML file"),
-             set: list[str] = typer.Option([], "--set", "-s")) -> None:
+             set: list[str] = typer.Option([], "--set", "-s", help="NODE.params.KEY=VALUE or params.NAME=VALUE"),
+             ) -> None:
     """Report every problem of a graph at once (exit 2 if any)."""
     graph = _load(graph_file).apply_overrides(set).check()
     typer.echo(f"{graph_file}: ok ({len(graph.nodes)} nodes)")
@@ -264,7 +266,8 @@ def explain(
     node: str = typer.Argument(..., help="node id"),
     item: str | None = typer.Option(None, "--item", help="the item of a mapped node (an instance, a scene)"),
     input: list[str] = typer.Option([], "--input", "-i", help="graph input NAME=VALUE, as given to `run`"),
-    set: list[str] = typer.Option([], "--set", "-s", help="NODE.params.KEY=VALUE, as given to `run`"),
+    set: list[str] = typer.Option([], "--set", "-s", help="NODE.params.KEY=VALUE or params.NAME=VALUE, as given "
+                                  "to `run`"),
     cache: Path | None = typer.Option(None, "--cache", help="cache dir (default $GRAPHFLOW_CACHE or ~/.cache/graphflow)"),
 ) -> None:
     """What a node's cache key is made of, and why it differs from the last run's."""

@@ -1,5 +1,7 @@
-"""`graphflow explain GRAPH NODE [--item I]`: what a node's cache key is made of, and why it
-differs from the key the node had in the last run of the graph.
+"""`graphflow explain GRAPH NODE [--item I]`: what a node's cache key is made of, why it
+differs from the key the node had in the last run of the graph, and where params not written
+on the node came from (a graph-level `params:` value, from the file or `--set params.NAME`; a
+`--set NODE.params.KEY`).
 
 It walks the node's ancestors the way a run would, but only reads: an ancestor
 whose key is on disk contributes its stored output digests; one that is never
@@ -21,6 +23,7 @@ from .cache.manifest import graph_identity, load_manifest, slot_name
 from .errors import UserError
 from .fingerprint import canonical_json
 from .graph import Graph, Link
+from .graph_params import provenance
 from .keys import KeyBuilder, KeyParts, diff_parts
 
 
@@ -35,6 +38,8 @@ class Explanation:
     last: KeyParts | None = None
     last_key: str | None = None
     last_status: str | None = None
+    # where params not written on the node came from (graph-level values, --set): never in the key
+    origins: list[str] = field(default_factory=list)
 
     @property
     def changes(self) -> list[str]:
@@ -50,6 +55,7 @@ class Explanation:
         else:
             out.append(f"key: {self.key} ({'in the cache' if self.cached else 'not in the cache: it would run'})")
         out += _part_lines(self.parts)
+        out += [f"  from     {line}" for line in self.origins]
         out += self._last_lines()
         return out
 
@@ -101,7 +107,8 @@ def explain_key(graph: Graph, node_id: str, inputs: dict[str, Any], cache_root: 
     frontier = [n for n in waiting  # the first ones that would run: their own inputs are all known
                 if all(keys.known(s.node) for s in graph.nodes[n].inputs.values() if isinstance(s, Link))]
     return Explanation(node_id, item, parts, key, key is not None and disk.peek(key) is not None, frontier, last,
-                       record.get("key") if record else None, record.get("status") if record else None)
+                       record.get("key") if record else None, record.get("status") if record else None,
+                       provenance(graph.nodes[node_id], graph.params))
 
 
 def _settle(graph: Graph, keys: KeyBuilder, disk: DiskCache, last: dict[str, Any], nid: str) -> bool:

@@ -3,7 +3,9 @@
 Node ids are the YAML keys. An input of a node is fed by a `Link` to another
 node's output (`node` for its only output, `node.output` otherwise) or by an
 `InputRef` to a graph input (`$inputs.name`). Links are objects, never
-positional lists. Validation collects every problem before reporting.
+positional lists. Validation collects every problem before reporting. Graph-level values
+(`params`, referenced as `$params.NAME` in node params) are substituted as nodes are added or
+loaded; graph_params.py has the rules.
 """
 from __future__ import annotations
 
@@ -15,12 +17,12 @@ import networkx as nx
 import yaml
 from pydantic import ValidationError
 
-from . import yamlio
+from . import graph_params, yamlio
 from .errors import GraphInvalid, Problem, UserError
 from .node import SEED_PARAM, SINGLE_OUTPUT, CachePolicy, Node, params_seed
 from .ports import compatible, type_name
 from .registry import Registry, registry as default_registry
-from .spec import INPUT_PREFIX, GraphInput, GraphSpec, InputRef, Link, NodeSpec, Source, parse_source
+from .spec import INPUT_PREFIX, GraphInput, GraphParam, GraphSpec, InputRef, Link, NodeSpec, Source, parse_source
 
 INPUT_TYPES: dict[str, Any] = {"path": Path, "str": str, "int": int, "float": float, "bool": bool, "any": Any}
 
@@ -33,6 +35,7 @@ class Graph:
         self.outputs: dict[str, Source] = {}
         self.nodes: dict[str, NodeSpec] = {}
         self.source_path: Path | None = None
+        self.params: dict[str, GraphParam] = {}  # graph-level values, `$params.NAME` in node params
 
     # ---- editing ----
     def add(self, node_id: str, type: str | type[Node], params: dict[str, Any] | None = None,
@@ -41,7 +44,11 @@ class Graph:
             raise UserError(f"node '{node_id}' already exists", node=node_id)
         if not node_id or "." in node_id or node_id.startswith("$"):
             raise UserError(f"bad node id {node_id!r}: use letters, digits and '_'", node=node_id)
-        self.nodes[node_id] = NodeSpec(type=self._type_name(type), params=dict(params or {}), cache=cache)
+        spec = NodeSpec(type=self._type_name(type), params=dict(params or {}), cache=cache)
+        problems = graph_params.substitute(node_id, spec, self.params)
+        if problems:
+            raise GraphInvalid(problems)
+        self.nodes[node_id] = spec
         for port, src in (inputs or {}).items():
             self.connect(src, node_id, port)
         return self
@@ -87,35 +94,59 @@ class Graph:
         return self
 
     def set_param(self, node_id: str, key: str, value: Any) -> Graph:
-        """Set `key` (dotted for nested dicts: `a.b`) of a node's params."""
+        """Set `key` (dotted for nested dicts: `a.b`) of a node's params. It wins over a graph-level
+        value there (for this node only); a value `$params.NAME` refers to one."""
         if node_id not in self.nodes:
             raise UserError(f"no node '{node_id}'", node=node_id, param=key)
-        target = self.nodes[node_id].params
+        problem = graph_params.reference_error(value, self.params)
+        if problem is not None:
+            raise UserError(problem, node=node_id, param=key)
+        spec = self.nodes[node_id]
+        graph_params.forget_below(spec, key)
+        target = spec.params
         *path, last = key.split(".")
         for part in path:
             target = target.setdefault(part, {})
             if not isinstance(target, dict):
                 raise UserError(f"param '{key}' does not name a mapping", node=node_id, param=key)
         target[last] = value
+        graph_params.substitute(node_id, spec, self.params)  # `value` may refer to a graph-level value
         return self
 
-    def apply_overrides(self, sets: list[str]) -> Graph:
+    def set_graph_param(self, key: str, value: Any, origin: str = "Python API") -> Graph:
+        """Set the graph-level value `key` (`NAME`, or `NAME.a.b` inside a mapping) and every node
+        param that refers to it, except where a node's own value was set since. `origin` is what
+        `graphflow explain` says set it."""
+        graph_params.set_declared(self.params, self.nodes, key, value, origin)
+        return self
+
+    def apply_overrides(self, sets: list[str], origin: str = "--set") -> Graph:
         """`NODE.params.KEY=VALUE` overrides (VALUE parsed as YAML), as the CLI's `--set` takes them;
-        `*.params.KEY` sets every node whose params have KEY. A batch node uses the same rule
-        for its nested graph, so the rule lives with the graph, not with the CLI."""
+        `*.params.KEY` sets every node whose params have KEY; `params.NAME=VALUE` sets a graph-level
+        value (and the node params that refer to it). A node's own value wins over a graph-level one
+        whatever their order. A batch node uses the same rule for its nested graph, so the rule
+        lives with the graph, not with the CLI. `origin` prefixes what `graphflow explain` shows."""
         for item in sets:
             node, key, value = _parse_override(item)
+            said = f"{origin} {item.partition('=')[0]}"
+            if node is None:
+                try:
+                    self.set_graph_param(key, value, said)
+                except UserError as exc:
+                    exc.param = f"--set params.{key}"
+                    raise
+                continue
+            targets = [node]
             if node == "*":
-                hits = [nid for nid in self.nodes if key.split(".")[0] in self.node_class(nid).Params.model_fields]
-                if not hits:
+                targets = [nid for nid in self.nodes if key.split(".")[0] in self.node_class(nid).Params.model_fields]
+                if not targets:
                     raise UserError(f"no node has a param '{key.split('.')[0]}'", param=f"--set *.params.{key}")
-                for nid in hits:
-                    self.set_param(nid, key, value)
             elif node not in self.nodes:
                 raise UserError(f"--set names unknown node '{node}'", param=f"--set {node}.params.{key}",
                                 hint=f"nodes: {', '.join(self.nodes)}")
-            else:
-                self.set_param(node, key, value)
+            for nid in targets:
+                self.set_param(nid, key, value)
+                self.nodes[nid].param_origins[tuple(key.split("."))] = said
         return self
 
     def resolve_inputs(self, given: dict[str, Any]) -> dict[str, Any]:
@@ -146,6 +177,7 @@ class Graph:
         used = {s.name for spec in sub.nodes.values() for s in spec.inputs.values() if isinstance(s, InputRef)}
         sub.inputs = {k: copy.deepcopy(v) for k, v in self.inputs.items() if k in used}
         sub.outputs = {k: s for k, s in self.outputs.items() if isinstance(s, Link) and s.node in keep}
+        sub.params = copy.deepcopy(self.params)
         return sub
 
     # ---- structure ----
@@ -190,7 +222,8 @@ class Graph:
                     key = ".".join(str(p) for p in err["loc"])
                     got = f" (got {err['input']!r})" if err["type"] != "missing" and "input" in err else ""
                     line = spec.param_lines.get(str(err["loc"][0]) if err["loc"] else "", spec.line)
-                    problems.append(Problem(f"param '{key}': {err['msg']}{got}", nid, line))
+                    note = graph_params.reference_note(spec, err["loc"])
+                    problems.append(Problem(f"param '{key}': {err['msg']}{got}{note}", nid, line))
             except ValueError as exc:
                 problems.append(Problem(f"param '{SEED_PARAM}': {exc}", nid, spec.param_lines.get(SEED_PARAM, spec.line)))
         for nid, spec in self.nodes.items():
@@ -274,12 +307,12 @@ class Graph:
     def from_spec(cls, spec: GraphSpec, registry: Registry | None = None) -> Graph:
         graph = cls(spec.name, registry)
         graph.inputs, graph.nodes, graph.outputs = spec.inputs, spec.nodes, spec.outputs
-        graph.source_path = spec.source_path
+        graph.source_path, graph.params = spec.source_path, spec.params
         return graph
 
     def spec(self) -> GraphSpec:
         """The graph as plain data (shares its dicts with the graph)."""
-        return GraphSpec(self.name, self.inputs, self.nodes, self.outputs, self.source_path)
+        return GraphSpec(self.name, self.inputs, self.nodes, self.outputs, self.source_path, self.params)
 
     @classmethod
     def from_yaml(cls, source: str | Path, registry: Registry | None = None) -> Graph:
@@ -298,22 +331,31 @@ class Graph:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):
             return NotImplemented
-        strip = lambda g: {k: (v.type, v.params, v.inputs, v.cache) for k, v in g.nodes.items()}  # noqa: E731
-        return (self.name, self.inputs, self.outputs, strip(self)) == (other.name, other.inputs, other.outputs,
-                                                                       strip(other))
+        return (self.name, self.inputs, self.outputs, _comparable(self)) == (other.name, other.inputs, other.outputs,
+                                                                             _comparable(other))
 
 
-def _parse_override(item: str) -> tuple[str, str, Any]:
-    """`NODE.params.KEY=VALUE` -> (NODE, KEY, parsed VALUE)."""
+def _comparable(graph: Graph) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What graph equality compares beyond names, inputs and outputs: nodes and graph-level values
+    (not YAML lines, nor who set a value)."""
+    nodes = {k: (v.type, v.params, v.inputs, v.cache, v.param_refs) for k, v in graph.nodes.items()}
+    return nodes, {k: p.value for k, p in graph.params.items()}
+
+
+def _parse_override(item: str) -> tuple[str | None, str, Any]:
+    """`NODE.params.KEY=VALUE` -> (NODE, KEY, parsed VALUE); `params.NAME=VALUE` (a graph-level
+    value) -> (None, NAME, parsed VALUE). A node called `params` keeps `params.params.KEY=...`."""
     target, eq, raw = item.partition("=")
     parts = target.split(".")
-    if not eq or len(parts) < 3 or parts[1] != "params":
-        raise UserError(f"cannot parse --set {item!r}", param="--set", hint="use NODE.params.KEY=VALUE")
+    graph_level = len(parts) >= 2 and parts[0] == "params" and (len(parts) == 2 or parts[1] != "params")
+    if not eq or not all(parts) or not graph_level and (len(parts) < 3 or parts[1] != "params"):
+        raise UserError(f"cannot parse --set {item!r}", param="--set",
+                        hint="use NODE.params.KEY=VALUE, or params.NAME=VALUE for a graph-level value")
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as exc:
         raise UserError(f"--set {item!r}: the value is not valid YAML", param="--set") from exc
-    return parts[0], ".".join(parts[2:]), value
+    return (None, ".".join(parts[1:]), value) if graph_level else (parts[0], ".".join(parts[2:]), value)
 
 
 def _convert_input(name: str, type_: str, value: Any, base: Path) -> Any:

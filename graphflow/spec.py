@@ -14,6 +14,9 @@ from .errors import UserError
 from .node import CachePolicy
 
 INPUT_PREFIX = "$inputs."
+PARAMS_PREFIX = "$params."
+
+ParamPath = tuple[str | int, ...]  # where a value sits inside a node's params: keys and list indices
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,18 @@ class GraphInput:
 
 
 @dataclass
+class GraphParam:
+    """A graph-level value (the YAML's top `params:`), referenced in node params as `$params.NAME`.
+
+    `origin` says where the value was set ("graph file", "--set", "Python API"): `graphflow
+    explain` shows it. It is never part of a key; only the substituted value is."""
+
+    value: Any
+    origin: str = "graph file"
+    line: int | None = None
+
+
+@dataclass
 class NodeSpec:
     type: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -64,6 +79,11 @@ class NodeSpec:
     cache: CachePolicy | None = None  # overrides the node type's policy
     line: int | None = None
     param_lines: dict[str, int] = field(default_factory=dict)
+    # where `params` holds a graph-level value (`$params.NAME`, substituted at load): path -> NAME.
+    # A value set on the node itself (set_param, --set NODE.params...) drops the reference below it.
+    param_refs: dict[ParamPath, str] = field(default_factory=dict)
+    # where a value was set by a node-level override ("--set NODE.params.KEY"): path -> what set it
+    param_origins: dict[ParamPath, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +95,8 @@ class GraphSpec:
     nodes: dict[str, NodeSpec] = field(default_factory=dict)
     outputs: dict[str, Source] = field(default_factory=dict)
     source_path: Path | None = None
+    params: dict[str, GraphParam] = field(default_factory=dict)
 
 
-__all__ = ["GraphInput", "GraphSpec", "INPUT_PREFIX", "InputRef", "Link", "NodeSpec", "Source", "parse_source"]
+__all__ = ["GraphInput", "GraphParam", "GraphSpec", "INPUT_PREFIX", "InputRef", "Link", "NodeSpec", "PARAMS_PREFIX",
+           "ParamPath", "Source", "parse_source"]

@@ -5,6 +5,7 @@ Format (DESIGN.md §2)::
     graph: texture_scene
     inputs:
       scene: {type: path, default: null}
+    params: {texels_per_metre: 128}     # graph-level values: `$params.texels_per_metre` in node params
     nodes:
       segment:
         type: segment.parts
@@ -13,19 +14,23 @@ Format (DESIGN.md §2)::
         cache: default                  # optional: default | memory_only | never
     outputs: {asset: export}
 
-A relative path default of a `path` input is relative to the YAML file.
+A relative path default of a `path` input is relative to the YAML file. A top `params:` mapping
+holds graph-level values that node params refer to as `$params.NAME` (whole values only; see
+graph_params.py): they are substituted here, at load.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import GraphInvalid, Problem, UserError
+from .graph_params import read_declared, substitute, with_references
 from .spec import GraphInput, GraphSpec, NodeSpec, parse_source
 
-TOP_KEYS = {"graph", "inputs", "nodes", "outputs", "description"}
+TOP_KEYS = {"graph", "inputs", "params", "nodes", "outputs", "description"}
 NODE_KEYS = {"type", "params", "inputs", "cache"}
 CACHE_POLICIES = ("default", "memory_only", "never")
 
@@ -111,6 +116,7 @@ def spec_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None,
                                     line=lines.get((str(key),))))
     graph = GraphSpec(str(data.get("graph") or (path.stem if path else "graph")), source_path=path)
     _read_inputs(data.get("inputs") or {}, graph, lines, problems)
+    graph.params = read_declared(data.get("params") or {}, lines, problems)
     raw_nodes = data.get("nodes")
     if not isinstance(raw_nodes, dict) or not raw_nodes:
         problems.append(Problem("'nodes' must be a non-empty mapping of node id -> {type, params, inputs}",
@@ -119,6 +125,7 @@ def spec_from_dict(data: Any, lines: dict[tuple[str, ...], int] | None = None,
     for nid, spec in raw_nodes.items():
         node = _read_node(str(nid), spec, lines, problems)
         if node is not None:
+            problems += substitute(str(nid), node, graph.params)
             graph.nodes[str(nid)] = node
     _read_outputs(data.get("outputs") or {}, graph, lines, problems)
     if problems:
@@ -157,7 +164,8 @@ def _read_node(nid: str, spec: Any, lines: dict[tuple[str, ...], int], problems:
     if cache is not None and cache not in CACHE_POLICIES:
         problems.append(Problem(f"cache must be one of {', '.join(CACHE_POLICIES)}, got {cache!r}", nid, line))
         cache = None
-    node = NodeSpec(type=str(spec["type"]), params=dict(params), cache=cache, line=line,
+    # a copy per node: a YAML alias shared by two nodes must not tie their params together
+    node = NodeSpec(type=str(spec["type"]), params=copy.deepcopy(params), cache=cache, line=line,
                     param_lines={str(k): lines.get(("nodes", nid, "params", str(k)), line) for k in params})
     raw_links = spec.get("inputs") or {}
     if not isinstance(raw_links, dict):
@@ -192,11 +200,13 @@ def spec_to_dict(graph: GraphSpec) -> dict[str, Any]:
             if gi.doc:
                 spec["doc"] = gi.doc
             out["inputs"][name] = spec
+    if graph.params:
+        out["params"] = {name: declared.value for name, declared in graph.params.items()}
     out["nodes"] = {}
     for nid, spec in graph.nodes.items():
         node: dict[str, Any] = {"type": spec.type}
         if spec.params:
-            node["params"] = spec.params
+            node["params"] = with_references(spec)
         if spec.inputs:
             node["inputs"] = {port: str(src) for port, src in spec.inputs.items()}
         if spec.cache:

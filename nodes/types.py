@@ -13,7 +13,7 @@ gives `to_tensors()/from_tensors()` through the engine's codec, and
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -31,6 +31,56 @@ DEFAULT_SWATCH_SIZE = {
     "paper": 1.0, "glass": 1.0, "paint": 1.0, "generic": 1.0,
 }
 REFERENCE_MODES = ("tile", "fit")
+
+
+@value_type
+@dataclass(frozen=True)
+class ProjectionSettings:
+    """How `texture.project` lays a swatch on an atlas: the one default of each knob (the node's params
+    default from these)."""
+
+    texels_per_metre: float = 128.0
+    min_size: int = 64
+    max_size: int = 1024
+    blend_width: float = 0.08  # metres: half-width of the cross-fade across seams
+    max_distortion: float = 0.12  # mean |log stretch| above which a chart is triplanar
+    min_chart_texels: float = 16.0  # charts smaller than this many texels of area are triplanar
+    # Metres added to every swatch coordinate (a shifted repeat). Metres, not fractions of the swatch: the
+    # charts' coordinates are metres, and a phase in metres means the same place whatever the swatch's
+    # pixel count or the density it is resampled to (`nodes.texture.world.phase_of_fraction` converts).
+    phase: tuple[float, float] = (0.0, 0.0)
+    fit_zoom: float = 1.0  # `fit`: >1 shows the picture's centre that many times larger (a measuring baseline)
+
+
+@value_type
+@dataclass(frozen=True)
+class WorldScale:
+    """The real-world scale of a texture laid by `texture.project`: what every later stage needs to see the
+    swatch as the atlas shows it, or to lay it again (`nodes.texture.world`).
+
+    `projection` holds the settings at this atlas's density: `texels_per_metre` and `phase` are its own
+    (super-resolution multiplies the density and the small-chart threshold, so the same charts stay
+    triplanar); its min/max sizes are the ones the atlas side was chosen within.
+    """
+
+    projection: ProjectionSettings
+    swatch_size_m: tuple[float, float]  # (width, height) metres the swatch image spans
+    mode: str = "tile"  # "tile" | "fit" (Reference.mode)
+    repeat: str = "exact"  # "exact" | "vary" (SwatchMaterial.repeat)
+
+    @property
+    def texels_per_metre(self) -> float:
+        return float(self.projection.texels_per_metre)
+
+    @property
+    def phase(self) -> tuple[float, float]:
+        return self.projection.phase
+
+    def scaled(self, factor: float) -> WorldScale:
+        """The scale of the same texture on an atlas `factor` times finer (super-resolution)."""
+        p = self.projection
+        return replace(self, projection=replace(p, texels_per_metre=p.texels_per_metre * factor,
+                                                min_chart_texels=p.min_chart_texels * factor * factor))
 
 
 @value_type
@@ -96,6 +146,9 @@ class Reference(TensorData):
     # Several photos under different lights (issue 21): per image (azimuth, elevation or None) in degrees,
     # azimuth 0 = from the image's right, 90 = from its top. Empty: one photo, its light estimated.
     lights: tuple[tuple[float, float | None], ...] = ()
+    # tile mode: "exact" repeats the swatch as is; "vary" covers large surfaces without visible repetition
+    # (`swatch.material` quilts a larger tile of K x K swatches, issue 25 item 4)
+    repeat: str = "exact"
 
 
 @value_type
@@ -173,6 +226,9 @@ class TextureMap(TensorData):
     # through; superres upsamples them (bilinear). height: [1, H, W] metres; roughness: [1, H, W] in [0, 1].
     height: torch.Tensor | None = None
     roughness: torch.Tensor | None = None
+    # The texture's real-world scale (texture.project's, passed on by every later stage); None: not
+    # world-scale (a texture from the scene's own maps, or distilled without a projected start).
+    scale: WorldScale | None = None
 
 
 @value_type
@@ -191,6 +247,7 @@ class PBRMaps(TensorData):
     # [1, H, W] metres of relief (the laid swatch height, `TextureMap.height`) or None: exported as
     # displacement where the format takes it; the normal map already shows it.
     height: torch.Tensor | None = None
+    scale: WorldScale | None = None  # the texture's (`TextureMap.scale`), passed through by brdf.decompose
 
 
 Instances = Keyed[Instance]
@@ -250,7 +307,7 @@ class DomainAdapter(TensorData):
 
 
 __all__ = [
-    "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed", "PBR", "PBRMaps",
-    "Reference", "References", "Scene", "SwatchMaterial", "Texture", "TextureMap", "Views", "as_reference",
-    "Domain", "DomainAdapter", "DomainSchedule",
+    "DEFAULT_SWATCH_SIZE", "MATERIAL_CLASSES", "REFERENCE_MODES", "Asset", "FileBlob", "Instance", "Instances", "Keyed",
+    "PBR", "PBRMaps", "ProjectionSettings", "Reference", "References", "Scene", "SwatchMaterial", "Texture",
+    "TextureMap", "Views", "WorldScale", "as_reference", "Domain", "DomainAdapter", "DomainSchedule",
 ]

@@ -14,6 +14,8 @@ from graphflow import Keyed, UserError
 from graphflow.fingerprint import digest_bytes, fingerprint
 from graphflow.keys import path_digest
 from graphflow.values import TensorData, value_type
+from nodes.scene.gltf import gltf_file_dependencies
+from nodes.scene.references import references_file_dependencies
 
 SCENE_PATTERNS = ("*.glb", "*.gltf", "*.obj")
 REFERENCE_SUFFIXES = (".yaml", ".yml")
@@ -34,9 +36,6 @@ def _(job: SceneJob) -> str:
 
 
 def job_content(scene: Path, references: Path | None) -> str:
-    from nodes.scene.gltf import gltf_file_dependencies
-    from nodes.scene.references import references_file_dependencies
-
     parts = [path_digest(scene, gltf_file_dependencies(scene) if scene.suffix.lower() in (".gltf", ".glb") else [])]
     if references is not None:
         parts.append(path_digest(references, references_file_dependencies(references)))

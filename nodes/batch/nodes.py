@@ -6,9 +6,10 @@ Thin shells over `jobs` (finding scenes and their references files),
 from __future__ import annotations
 
 from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field
 
-from graphflow import Context, FileBlob, Keyed, Node, Resources, register
+from graphflow import Context, FileBlob, Keyed, Node, Resources, UserError, register
 
 from .archive import zip_blobs
 from .jobs import SCENE_PATTERNS, SceneJob, scan_scene_folder
@@ -69,8 +70,6 @@ class TextureScene(Node):
         if wanted is None:
             return next(iter(blobs.values()))
         if wanted not in blobs:
-            from graphflow import UserError
-
             raise UserError(f"pipeline has no file output '{wanted}'", param="output",
                             hint=f"file outputs: {', '.join(blobs)}")
         return blobs[wanted]

@@ -53,316 +53,33 @@ adapts), so roughness/metallic come mostly from the class priors; albedo,
 AO and n·l removal are where the re-rendering pays. The fabric's detail
 normals beat flat ones only modestly (3.83° vs 3.86° mean error): one light
 shows one tilt component, and the bake's AO noise is as strong as the relief.
+
+Where the steps live: `nodes.brdf.baked` (the model `render_baked`, the light fit of step 2, the
+closed-form albedo), `nodes.brdf.normals` (step 3); this module fits the materials (step 4) and lays
+the maps out (`decompose_texture`, and `unlit_maps` for an appearance nothing lit).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import kornia
 import torch
 
 from nodes.types import PBRMaps
 
-from .ggx import sample_lights_toward_specular, shade
+from .baked import BakedLighting, BakeView, bound_light_scale, estimate_baked_lighting, luminance, solve_albedo
 from .materials import MaterialPrior
+from .normals import NORMAL_SCALE, detail_normals, height_normals, tangent_to_world
 from .relief import atlas_height_normals
 from .texels import TexelGeometry
 
-LUMA = torch.tensor([0.2126, 0.7152, 0.0722])
 CHROMA_WEIGHT = 0.5
 RANGE_WEIGHT = 20.0
 ALBEDO_WEIGHT = 1.0
 TYPICAL_WEIGHT = 0.1  # Gaussian prior around the class's typical value (sigma = half its range)
 MIN_SHADING_OCCLUSION = 0.1
-MIN_CHANNEL_FOR_SPECULAR = 2e-3  # linear; below an 8-bit sRGB texture's first few levels
 AO_TRUST = 0.5  # below this AO a texel's albedo is blended toward its better-lit neighbours
-MIN_LIGHT_SCALE = 0.25  # beyond a 4x correction the texture more likely holds no baked specular at all
 MATERIAL_LR_FACTOR = 0.2  # roughness/metallic move slower than albedo: the loss constrains them weakly
-NORMAL_SCALE = 0.1  # slope per unit of high-passed log luminance at normal_strength 1, relief 1
-SHADING_SIGMA = 2.0  # texels: the high-pass scale of shape from shading
-SHADING_SHRINK = 0.5  # shading tilts are shrunk by this much (see `shading_tilt`)
-# R² of the light fit below which detail normals are all height field, above which all shape from
-# shading. Measured: SheenChair baked under a sun 0.94 (fabric); distilled demo-room textures 0-0.29
-# (a few large faces of different colours can correlate with their normals by chance).
-SHADING_EXPLAINED = (0.4, 0.8)
-
-
-@dataclass(frozen=True)
-class BakedLighting:
-    """Sky radiance and one directional light (see the module docstring)."""
-
-    ambient: float
-    sun_dir: torch.Tensor  # [3] unit, towards the light
-    sun: float
-    # Share of the variance of log(lum / AO) that the sky + sun model explains (R²): how much of
-    # the texture's luminance is baked directional shading rather than albedo.
-    explained: float = 0.0
-
-    def irradiance(self, normal: torch.Tensor, occlusion: torch.Tensor) -> torch.Tensor:
-        """What multiplies a Lambert albedo `[N]`: `AO (ambient + sun max(n·l, 0) / π)`."""
-        n_dot_l = (normal * self.sun_dir.to(normal)).sum(-1).clamp_min(0.0)
-        return occlusion * (self.ambient + self.sun * n_dot_l / math.pi)
-
-    def scaled(self, factor: float) -> BakedLighting:
-        return BakedLighting(self.ambient * factor, self.sun_dir, self.sun * factor, self.explained)
-
-    def as_dict(self) -> dict[str, float | list[float]]:
-        return {"ambient": float(self.ambient), "sun": float(self.sun),
-                "sun_dir": [float(x) for x in self.sun_dir.tolist()], "explained": float(self.explained)}
-
-
-def luminance(rgb: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Rec. 709 luminance of linear RGB along `dim`."""
-    shape = [1] * rgb.dim()
-    shape[dim] = 3
-    return (rgb * LUMA.to(rgb).reshape(shape)).sum(dim)
-
-
-def estimate_baked_lighting(lum: torch.Tensor, normal: torch.Tensor, occlusion: torch.Tensor,
-                            iterations: int = 30) -> BakedLighting:
-    """Fit the baked light to the luminance; normalised to mean irradiance 1.
-
-    Model: `log(lum / AO) ≈ b + log(1 + max(n·c, 0))`, i.e. a sky of radiance 1
-    plus a sun `c` (in sky units), with one constant albedo `exp(b)`. The log
-    makes the albedo's texture (multiplicative) an additive residual instead
-    of a weight. L-BFGS from six axis-aligned starts (the clamp makes the
-    problem non-convex); a small ridge keeps the sun small when the normals
-    cannot tell it from the sky (a flat instance). Texels with AO < 0.2 are
-    left out (too dark to say anything about the lights).
-    """
-    keep = (occlusion > 0.2) & (lum > 1e-5)
-    if int(keep.sum()) < 8:
-        return BakedLighting(1.0, torch.tensor([0.0, 1.0, 0.0]), 0.0)
-    target = torch.log(lum[keep] / occlusion[keep]).to(torch.float64)
-    normals = normal[keep].to(torch.float64)
-    ridge_weight = 1e-3
-    best_loss, best = math.inf, torch.zeros(4, dtype=torch.float64)
-    for axis in range(6):
-        start = torch.zeros(4, dtype=torch.float64)
-        start[0] = target.mean()
-        start[1 + axis % 3] = 1.0 if axis < 3 else -1.0
-        params = start.requires_grad_(True)
-        optimizer = torch.optim.LBFGS([params], lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            model = params[0] + torch.log1p(torch.relu(normals @ params[1:]))
-            loss = ((model - target) ** 2).mean() + ridge_weight * (params[1:] ** 2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-        with torch.no_grad():
-            loss = float(((params[0] + torch.log1p(torch.relu(normals @ params[1:])) - target) ** 2).mean())
-        if math.isfinite(loss) and loss < best_loss:
-            best_loss, best = loss, params.detach().clone()
-    c = best[1:].to(torch.float32)
-    strength = float(c.norm())
-    sun_dir = c / strength if strength > 1e-8 else torch.tensor([0.0, 1.0, 0.0])
-    variance = float(target.var())
-    explained = max(0.0, 1.0 - best_loss / variance) if variance > 1e-12 and math.isfinite(best_loss) else 0.0
-    # The sun's Lambert term is albedo/π · E · cos; the sky's is albedo · L: E = π · strength.
-    lighting = BakedLighting(1.0, sun_dir, math.pi * strength, explained)
-    scale = float(lighting.irradiance(normal, occlusion).mean().clamp_min(1e-8))
-    return lighting.scaled(1.0 / scale)
-
-
-def masked_blur(image: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur of `[C, H, W]` that ignores texels outside `mask` (normalised convolution)."""
-    size = 2 * int(math.ceil(3 * sigma)) + 1
-    weight = mask.to(image.dtype)[None, None]
-    num = kornia.filters.gaussian_blur2d(image[None] * weight, (size, size), (sigma, sigma), border_type="reflect")
-    den = kornia.filters.gaussian_blur2d(weight, (size, size), (sigma, sigma), border_type="reflect")
-    return (num / den.clamp_min(1e-6))[0]
-
-
-def height_normals(lum_image: torch.Tensor, mask: torch.Tensor, strength: float, sigma: float = 4.0) -> torch.Tensor:
-    """Tangent-space normals `[3, H, W]` (+Y up the image) from high-frequency luminance.
-
-    Height = log luminance minus its masked Gaussian blur (the low frequencies
-    are shading and colour, not relief); slopes from kornia's Sobel.
-    """
-    log_lum = torch.log(lum_image.clamp_min(1e-4))[None]  # [1, H, W]
-    height = (log_lum - masked_blur(log_lum, mask, sigma)) * mask.to(log_lum.dtype)
-    grad = kornia.filters.spatial_gradient(height[None], mode="sobel", normalized=True)[0, 0]  # [2, H, W]
-    gx, gy = grad[0], grad[1]
-    normal = torch.stack([-strength * gx, strength * gy, torch.ones_like(gx)], dim=0)
-    normal = normal / normal.norm(dim=0, keepdim=True)
-    flat = torch.tensor([0.0, 0.0, 1.0]).reshape(3, 1, 1)
-    return torch.where(mask[None], normal, flat)
-
-
-def _ramp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    return ((x - lo) / (hi - lo)).clamp(0.0, 1.0)
-
-
-def shading_tilt(lum_image: torch.Tensor, geometry: TexelGeometry, occlusion: torch.Tensor,
-                 lighting: BakedLighting, sigma: float = SHADING_SIGMA) -> torch.Tensor:
-    """Tangent-space tilts `[N, 2]` of the detail normal from the baked sun's shading (shape from shading).
-
-    Under the fitted light, a small tilt `τ` of the normal changes `n·l` by `τ · l_t` (`l_t` the
-    sun's direction in the texel's tangent plane), so the high-pass of the log luminance
-    `r ≈ δ(n·l) sun/π / E` (`E` = ambient + sun n·l/π) gives the tilt *along* `l_t`; the
-    component across it is invisible under one light and left at 0 (the minimum-norm tilt).
-    Only texels the sun lights (n·l > 0.1), not in deep occlusion, and whose high-pass
-    neighbourhood lies on the island are used; `r` also holds albedo detail and the bake's
-    AO noise, so the estimate is clipped at 1.5 robust standard deviations and shrunk by
-    `SHADING_SHRINK` (a Wiener-style factor for a signal-to-noise of about one).
-    """
-    count = geometry.index.numel()
-    if lighting.sun <= 1e-6 or count == 0:
-        return torch.zeros(count, 2)
-    mask = geometry.mask
-    log_lum = torch.log(lum_image.clamp_min(1e-4))[None]
-    residual = (log_lum - masked_blur(log_lum, mask, sigma))[0].reshape(-1)[geometry.index]
-    size = 2 * int(math.ceil(3 * sigma)) + 1
-    coverage = kornia.filters.gaussian_blur2d(mask.float()[None, None], (size, size), (sigma, sigma),
-                                              border_type="constant")[0, 0].reshape(-1)[geometry.index]
-    sun_dir = lighting.sun_dir.to(geometry.normal)
-    n_dot_l = (geometry.normal * sun_dir).sum(-1)
-    sun_lambert = lighting.sun / math.pi
-    irradiance = lighting.ambient + sun_lambert * n_dot_l.clamp_min(0.0)
-    delta_n_dot_l = residual * irradiance / sun_lambert
-    weight = _ramp(n_dot_l, 0.1, 0.3) * _ramp(occlusion, 0.3, 0.6) * _ramp(coverage, 0.9, 1.0)
-    trusted = weight > 0.5
-    if int(trusted.sum()) < 16:
-        return torch.zeros(count, 2)
-    values = delta_n_dot_l[trusted]
-    spread = 1.4826 * float((values - values.median()).abs().median())
-    delta_n_dot_l = delta_n_dot_l.clamp(-1.5 * spread, 1.5 * spread)
-    light_t = torch.stack([(geometry.tangent * sun_dir).sum(-1), (geometry.bitangent * sun_dir).sum(-1)], dim=-1)
-    # The regulariser keeps texels that face the sun (l_t ≈ 0, tilt unobservable) near flat.
-    return SHADING_SHRINK * (weight * delta_n_dot_l)[:, None] * light_t / (light_t.pow(2).sum(-1, keepdim=True) + 0.1)
-
-
-def detail_normals(lum_image: torch.Tensor, geometry: TexelGeometry, occlusion: torch.Tensor,
-                   lighting: BakedLighting, strength: float) -> torch.Tensor:
-    """Tangent-space normals `[3, H, W]`: shape from the baked sun's shading where the bake has one,
-    the height-field heuristic where its luminance detail is albedo (see the module docstring).
-
-    The two are blended by how much of the luminance the fitted light explains
-    (`lighting.explained`, R²): a texture with baked directional light (a scan, a bake)
-    holds shading, a distilled or painted texture holds colour.
-    """
-    mask = geometry.mask
-    height_ts = height_normals(lum_image, mask, strength * NORMAL_SCALE)
-    low, high = SHADING_EXPLAINED
-    share = float(min(1.0, max(0.0, (lighting.explained - low) / (high - low))))
-    if share <= 0.0 or strength <= 0.0:
-        return height_ts
-    height_tilt = height_ts[:2] / height_ts[2:3]  # [2, H, W]
-    tilt = torch.zeros(2, mask.numel())
-    tilt[:, geometry.index] = strength * shading_tilt(lum_image, geometry, occlusion, lighting).T
-    tilt = share * tilt.reshape(2, *mask.shape) + (1.0 - share) * height_tilt
-    normal = torch.cat([tilt, torch.ones_like(tilt[:1])], dim=0)
-    normal = normal / normal.norm(dim=0, keepdim=True)
-    flat = torch.tensor([0.0, 0.0, 1.0]).reshape(3, 1, 1)
-    return torch.where(mask[None], normal, flat)
-
-
-def tangent_to_world(normal_ts: torch.Tensor, geometry: TexelGeometry) -> torch.Tensor:
-    """`[N, 3]` tangent-space normals -> world space with the texels' (t, b, n) frames."""
-    world = (normal_ts[:, 0:1] * geometry.tangent + normal_ts[:, 1:2] * geometry.bitangent
-             + normal_ts[:, 2:3] * geometry.normal)
-    return world / world.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-
-
-def render_baked(
-    albedo: torch.Tensor,
-    roughness: torch.Tensor,
-    metallic: torch.Tensor,
-    normal_world: torch.Tensor,
-    view_dir: torch.Tensor,
-    occlusion: torch.Tensor,
-    lighting: BakedLighting,
-    light_samples: int,
-    generator: torch.Generator,
-) -> torch.Tensor:
-    """The baked radiance `[N, 3]` of a decomposition under `lighting` (module docstring)."""
-    occ = occlusion[:, None]
-    sky_diffuse = albedo * (1.0 - metallic) * lighting.ambient
-    radiance = sky_diffuse
-    if light_samples > 0:
-        with torch.no_grad():
-            dirs, pdf = sample_lights_toward_specular(normal_world, view_dir, roughness, light_samples, generator)
-        weights = 1.0 / (pdf * light_samples)
-        sky_radiance = torch.full((1, 1), lighting.ambient).to(albedo)
-        radiance = radiance + shade(albedo, roughness, metallic, normal_world, view_dir, dirs, sky_radiance,
-                                    light_weights=weights, diffuse=False)
-    if lighting.sun > 0:
-        sun_dir = lighting.sun_dir.to(albedo)[None]
-        sun_radiance = torch.full((1, 1), lighting.sun).to(albedo)
-        radiance = radiance + shade(albedo, roughness, metallic, normal_world, view_dir, sun_dir, sun_radiance)
-    return radiance * occ
-
-
-@dataclass(frozen=True)
-class BakeView:
-    """How one instance's texels are seen in its bake, fixed while it is decomposed."""
-
-    normal_world: torch.Tensor  # [N, 3] detail normals
-    view_dir: torch.Tensor  # [N, 3]: the geometric normal (a bake is seen along it)
-    occlusion: torch.Tensor  # [N] shading AO, at least MIN_SHADING_OCCLUSION
-    generator: torch.Generator  # the light samples' random stream
-
-    def render(self, albedo: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor,
-               lighting: BakedLighting, light_samples: int) -> torch.Tensor:
-        """`render_baked` of these texels with the given maps."""
-        return render_baked(albedo, roughness, metallic, self.normal_world, self.view_dir, self.occlusion,
-                            lighting, light_samples, self.generator)
-
-
-def solve_albedo(texels: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor, view: BakeView,
-                 lighting: BakedLighting, light_samples: int) -> torch.Tensor:
-    """The albedo `[N, 3]` whose baked render equals `texels`, other maps fixed.
-
-    The render is affine in albedo (Lambert term and `F0 = lerp(0.04, albedo,
-    metallic)` both are), so two renders with albedo 0 and 1 under the same
-    light samples give it in closed form; clamped to [1e-3, 1].
-    """
-    state = view.generator.get_state()
-    zeros = torch.zeros_like(texels)
-    with torch.no_grad():
-        base = view.render(zeros, roughness, metallic, lighting, light_samples)
-        view.generator.set_state(state)
-        gain = view.render(zeros + 1.0, roughness, metallic, lighting, light_samples) - base
-    albedo = ((texels - base) / gain.clamp_min(1e-4)).clamp(1e-3, 1.0)
-    # Texels where the model explains little (deep crevices, AO noise) give outliers; cap them at
-    # a high quantile of the well-lit texels' albedo.
-    lit = gain.mean(-1) > 0.5 * gain.mean()
-    if int(lit.sum()) >= 16:
-        cap = torch.quantile(albedo[lit], 0.99, dim=0)
-        albedo = torch.minimum(albedo, cap[None])
-    return albedo
-
-
-def bound_light_scale(texels: torch.Tensor, roughness: torch.Tensor, metallic: torch.Tensor, view: BakeView,
-                      lighting: BakedLighting, light_samples: int, quantile: float = 0.1) -> BakedLighting:
-    """Lower the light's scale until the specular reflection fits under the appearance.
-
-    Albedo and light intensity trade off freely in the diffuse term, but a
-    dielectric's specular (F0 = 0.04, white) does not scale with albedo, and
-    albedo >= 0 means the specular can never exceed the darkest colour
-    channel. The light scale (at most 1 = mean irradiance 1) is the
-    `quantile` over texels of `min channel / specular`; metals (specular
-    driven by albedo) leave it at 1. Only texels with AO > 0.5 vote.
-    """
-    state = view.generator.get_state()
-    with torch.no_grad():
-        specular = view.render(torch.zeros_like(texels), roughness, metallic, lighting, light_samples)
-    view.generator.set_state(state)
-    specular_lum = luminance(specular)
-    # Only open texels vote (in crevices the AO estimate, not the light, dominates the ratio), and
-    # only where every channel holds some light: a texture with an exactly black channel (a pure
-    # albedo, a saturated print) carries no specular floor to measure.
-    darkest = texels.min(dim=-1).values
-    valid = (specular_lum > 1e-6) & (view.occlusion > 0.5) & (darkest > MIN_CHANNEL_FOR_SPECULAR)
-    if int(valid.sum()) < max(8, int(0.05 * texels.shape[0])):
-        return lighting
-    ratio = darkest[valid] / specular_lum[valid]
-    factor = float(torch.quantile(ratio, quantile).clamp(MIN_LIGHT_SCALE, 1.0))
-    return lighting.scaled(factor)
 
 
 def fill_unreliable(albedo: torch.Tensor, trust: torch.Tensor, geometry: TexelGeometry,

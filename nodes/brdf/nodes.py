@@ -5,6 +5,8 @@ Thin shells over `decompose` (brdf.decompose), `scene_texture`
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,7 +14,7 @@ from graphflow import Context, Keyed, Node, Resources, UserError, register
 
 from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
 from .decompose import decompose_texture, unlit_maps
-from .materials import material_prior
+from .materials import MATERIAL_PRIORS, material_prior
 from .scene_texture import texture_from_scene
 from .texels import TexelGeometry, ambient_occlusion, texel_geometry
 
@@ -32,7 +34,8 @@ class Decompose(Node):
     """
 
     name = "brdf.decompose"
-    version = 5  # 5: laid height / roughness maps of a fitted swatch (issue 21) drive normals and roughness
+    version = 6  # 5: laid height / roughness maps of a fitted swatch (issue 21) drive normals and roughness
+    # 6: the maps carry the texture's WorldScale (`PBRMaps.scale`, issue 24)
     map_over = ("texture", "references", "instances")
     reads_only = ("scene",)  # shared by every item: not copied per item
     resources = Resources(num_cpus=2, memory_mb=1024)  # the AO rays are cast on both threads
@@ -68,14 +71,17 @@ class Decompose(Node):
         generator = ctx.generator
         occlusion = ambient_occlusion(scene, geometry.position, geometry.normal, p.ao_rays, generator)
         if not p.baked_shading:
-            return unlit_maps(image[:3].to(torch.float32), geometry, occlusion, prior, material,
+            maps = unlit_maps(image[:3].to(torch.float32), geometry, occlusion, prior, material,
                               normal_strength=p.normal_strength, height=texture.height, roughness=texture.roughness)
-        with ctx.progress(total=p.steps, desc="decompose") as bar:
-            return decompose_texture(
-                image[:3].to(torch.float32), geometry, occlusion, prior, material,
-                steps=p.steps, lr=p.lr, normal_strength=p.normal_strength, light_samples=p.light_samples,
-                generator=generator, progress=bar,
-            )
+        else:
+            with ctx.progress(total=p.steps, desc="decompose") as bar:
+                maps = decompose_texture(
+                    image[:3].to(torch.float32), geometry, occlusion, prior, material,
+                    steps=p.steps, lr=p.lr, normal_strength=p.normal_strength, light_samples=p.light_samples,
+                    generator=generator, progress=bar,
+                )
+        # The maps lie on the texture's atlas: its real-world scale passes through for whatever reads them.
+        return dataclasses.replace(maps, scale=texture.scale)
 
 
 def texture_geometry(scene: Scene, instance: Instance, texture: TextureMap, ctx: Context) -> TexelGeometry:
@@ -140,6 +146,5 @@ class ClassReferences(Node):
 
 def material_prior_name(material: str) -> str:
     """The class of a material hint, `generic` when it is not a known class."""
-    from .materials import MATERIAL_PRIORS
 
     return material if material in MATERIAL_PRIORS else "generic"

@@ -23,7 +23,7 @@ import torch
 from graphflow import UserError
 from nodes.types import DomainAdapter, Reference
 
-from .registry import Registry
+from .registry import ComponentRegistry
 
 EpsMode = Literal["cond", "uncond"]
 
@@ -122,8 +122,18 @@ class SuperResPriorConfig:
 ScorePriorFactory = Callable[[ScorePriorConfig], ScorePrior]
 SuperResPriorFactory = Callable[[SuperResPriorConfig], SuperResPrior]
 
-SCORE_PRIORS: Registry[ScorePriorFactory] = Registry("score prior", param="prior")
-SUPERRES_PRIORS: Registry[SuperResPriorFactory] = Registry("super-resolution prior", param="prior")
+SCORE_PRIORS: ComponentRegistry[ScorePriorFactory] = ComponentRegistry("score prior", param="prior")
+SUPERRES_PRIORS: ComponentRegistry[SuperResPriorFactory] = ComponentRegistry("super-resolution prior", param="prior")
+
+
+def score_prior(name: str, config: ScorePriorConfig) -> ScorePrior:
+    """The score prior called `name`; an unknown name is a UserError listing the known ones."""
+    return SCORE_PRIORS.get(name)(config)
+
+
+def superres_prior(name: str, config: SuperResPriorConfig) -> SuperResPrior:
+    """The super-resolution prior called `name`; an unknown name is a UserError listing the known ones."""
+    return SUPERRES_PRIORS.get(name)(config)
 
 
 def require_weights(weights: str | None, prior: str) -> str:
@@ -154,4 +164,6 @@ __all__ = [
     "SuperResPriorConfig",
     "refuse_domain",
     "require_weights",
+    "score_prior",
+    "superres_prior",
 ]

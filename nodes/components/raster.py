@@ -20,7 +20,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
-from .registry import Registry
+from .registry import ComponentRegistry
 
 BackendName = Literal["auto", "embree", "torch", "nvdiffrast"]
 
@@ -69,7 +69,7 @@ def check_inputs(pos_clip: torch.Tensor, tri: torch.Tensor, resolution: tuple[in
 
 RasterizerFactory = Callable[[torch.device], Rasterizer]  # the device the rasterizer will run on
 
-RASTERIZERS: Registry[RasterizerFactory] = Registry("rasterizer backend", param="backend")
+RASTERIZERS: ComponentRegistry[RasterizerFactory] = ComponentRegistry("rasterizer backend", param="backend")
 
 
 __all__ = [

@@ -1,6 +1,7 @@
-"""Distillation nodes: `distill.semantic`, `distill.pixel`, `superres.anchored`.
+"""Distillation nodes: `distill.semantic`, `distill.pixel` (and, re-exported, `superres.anchored`, whose
+node lives in `superres_node`).
 
-All three are mapped per instance (`map_over`): each instance is its own
+All are mapped per instance (`map_over`): each instance is its own
 cached item, so editing one instance's reference re-runs only that instance.
 
 Guidance: `guidance_bank` (optional, the union of all references) is the
@@ -18,19 +19,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
-from nodes.components.priors import ScorePrior, ScorePriorConfig, SuperResPriorConfig
-from nodes.priors import score_prior, superres_prior
-from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
-from nodes.measures.colour import INVENTED_SHARE_LIMIT, invented_colour_share, isolated_outliers
-from nodes.measures.distances import patch_sliced_wasserstein, structure_target, structure_target_over
+from nodes.components.priors import ScorePrior, ScorePriorConfig, score_prior
+from nodes.measures.colour import INVENTED_SHARE_LIMIT, invented_colour_share
+from nodes.measures.distances import patch_sliced_wasserstein, structure_target_over
 from nodes.measures.seams import seam_ratio_measure
+from nodes.render.uv_raster import uv_island_mask
+from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
-from .loop import LoopSettings, distill_texture, with_one_restart
+from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
+                     reference_images, with_weights)
+from .loop import LoopSettings, distill_texture
 from .stretch import tiled_baseline
+from .superres_node import SuperResAnchored, SuperResParams, detail_transfer, keep_best_upscale
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
 from .world_scale import (
     WORLD_SCALE_KEYS,
@@ -38,26 +41,14 @@ from .world_scale import (
     ideal_atlas,
     render_level,
     selection_closeups,
-    swatch_at_density,
     swatch_at_view_scale,
 )
 
-PriorName = Literal["closed_form", "stable_diffusion"]
-SEAM_RATIO_LIMIT = 1.2  # issue 13: seams no more visible than 1.2x the texture's own neighbour differences
-# Choosing between candidates uses the acceptance measure (`structure_distance`) on fewer patches (2048
-# of each set's windows, not 8192) and directions (32, not 64): every candidate is measured on the same
-# windows and directions, so the comparison is paired and keeps its order where the absolute number would
-# be noisier (issue 14: scoring was most of an item's fixed cost; the acceptance tests still hold).
-SELECTION_MEASURE = {"max_patches": 2048, "projections": 32, "seed": 0}
-
-
-def check_noise_range_and_stride(params: Any) -> None:
-    """The cross-field rules every distillation-like params model shares (pydantic turns the ValueError
-    into a validation error naming the node)."""
-    if params.t_min > params.t_max:
-        raise ValueError(f"t_min ({params.t_min}) must be <= t_max ({params.t_max})")
-    if params.stride > params.patch_size:
-        raise ValueError(f"stride ({params.stride}) must be <= patch_size ({params.patch_size})")
+__all__ = [  # the superres node and its helpers are re-exported: callers import them from here
+    "PriorName", "SEAM_RATIO_LIMIT", "SELECTION_MEASURE", "DistillParams", "DistillPixel", "DistillSemantic",
+    "PixelParams", "SuperResAnchored", "SuperResParams", "check_noise_range_and_stride", "detail_transfer",
+    "keep_best_upscale", "reference_images", "run_distillation", "with_weights",
+]
 
 
 class DistillParams(BaseModel):
@@ -99,28 +90,10 @@ class DistillParams(BaseModel):
         return self
 
 
-def reference_images(reference: Reference, ctx: Context) -> list[torch.Tensor]:
-    """The reference's images, checked (UserError naming the instance when unusable)."""
-    images = [img.float() for img in reference.images]
-    if not images:
-        raise UserError("the reference has no images", node=ctx.node_id, item=ctx.item,
-                        hint="bind at least one image to this instance in the references file")
-    for i, img in enumerate(images):
-        if img.dim() != 3 or img.shape[0] != 3 or min(img.shape[-2:]) < 8 or not bool(torch.isfinite(img).all()):
-            raise UserError(f"reference image {i} is unusable (shape {tuple(img.shape)}, needs finite [3, H>=8, W>=8])",
-                            node=ctx.node_id, item=ctx.item, hint="replace the image file")
-    return images
-
-
-def with_weights(params: Any, weights: Path | None) -> Any:
-    """Params with the `weights` input port (a graph input, keyed by content) overriding `params.weights`."""
-    return params.model_copy(update={"weights": str(weights)}) if weights is not None else params
-
-
 def build_score_prior(params: DistillParams, ctx: Context, reference: Reference,
                       guidance_bank: Keyed[Reference] | None, seed: int, finest_only: bool = False,
                       t_max: float | None = None, domain_adapter: DomainAdapter | None = None) -> ScorePrior:
-    """The prior `params.prior` names, from the registry (`nodes.priors`), for one instance."""
+    """The prior `params.prior` names, from the registry (`nodes.components.priors`), for one instance."""
     union = None
     if guidance_bank is not None:
         union = [img.float() for ref in guidance_bank.values() for img in ref.images]
@@ -195,7 +168,7 @@ def _views_or_fallback(ctx: Context, views: Views, name: str, init: TextureMap |
         ctx.log.warning("%s: instance '%s' is %s (%s)", ctx.node_id, name, note, err)
         ctx.note(note)
         return TextureMap(image=init.image.clone(), mask=init.mask.clone(), info={**dict(init.info), "note": note},
-                          ideal=init.ideal, height=init.height, roughness=init.roughness)
+                          ideal=init.ideal, height=init.height, roughness=init.roughness, scale=init.scale)
 
 
 def _candidates(params: DistillParams, init: TextureMap | None, images: list[torch.Tensor],
@@ -205,7 +178,7 @@ def _candidates(params: DistillParams, init: TextureMap | None, images: list[tor
         # From a given start the schedule begins at `init_t_max`, a noise level that keeps its layout.
         t_start = max(params.t_min, min(params.t_max, params.init_t_max))
         candidates = [("input", init.image.float(), t_start)]
-        if params.init == "best" and "texels_per_metre" not in init.info:
+        if params.init == "best" and init.scale is None:
             candidates.append((f"input_p{params.patch_size + 2}", init.image.float(), t_start))
         return candidates
     tiled_image = tiled_baseline(images[0], atlas_mask)
@@ -231,7 +204,7 @@ def _world_scale(params: DistillParams, settings: LoopSettings, scene: Scene, in
     # Candidates are judged where the acceptance measure looks: the graph's views (layout) and close-ups
     # at one pixel per texel (the pattern's shape), each at its own mip level, in one measure over both.
     view_sets = [(views, level)]
-    closeups = selection_closeups(scene, instance, float(init.info["texels_per_metre"]))
+    closeups = selection_closeups(scene, instance, init.scale.texels_per_metre)
     if closeups is not None:
         view_sets.append((closeups, 0))
     size = tuple(init.image.shape[-2:])
@@ -257,8 +230,8 @@ def colour_check(swatch: torch.Tensor, texture: TextureMap, size: tuple[int, ...
     """The share of a world-scale atlas's island texels whose colour the swatch never has (ΔE76 > 3 from
     every colour of the swatch at its own resolution and at the atlas's density): what a stage may not add
     (issue 25 item 3; isolated-outlier counts miss blotches, and mean colour averages them away)."""
-    width_m = float(texture.info.get("swatch_size_m", [1.0])[0])
-    texels_per_pixel = float(texture.info["texels_per_metre"]) * width_m / swatch.shape[-1]
+    assert texture.scale is not None, "colour_check is for world-scale textures"
+    texels_per_pixel = texture.scale.texels_per_metre * texture.scale.swatch_size_m[0] / swatch.shape[-1]
     mask = texture.mask.bool() if tuple(texture.mask.shape) == tuple(size) else None
     return lambda image: invented_colour_share(image.detach(), mask, swatch, texels_per_pixel=texels_per_pixel)
 
@@ -283,7 +256,8 @@ def _candidate_params(params: DistillParams, label: str) -> DistillParams:
 
 
 def _with_run_info(best: TextureMap, scores: dict[str, float], init: TextureMap | None) -> TextureMap:
-    """The chosen texture with every candidate's score and the start's world scale (texture.project's) in its info."""
+    """The chosen texture with every candidate's score in its info and the start's world scale (texture.project's
+    `scale`, its info keys kept for diagnostics)."""
     if len(scores) > 1:
         best.info["init_scores"] = scores
     if init is not None:
@@ -291,14 +265,13 @@ def _with_run_info(best: TextureMap, scores: dict[str, float], init: TextureMap 
         if init.ideal is not None and tuple(init.ideal.shape) == tuple(best.image.shape):
             best = dataclasses.replace(best, ideal=init.ideal)  # the next stage scores against it too
         # The material's other maps are laid by texture.project; distillation refines colour only.
-        best = dataclasses.replace(best, height=init.height, roughness=init.roughness)
+        best = dataclasses.replace(best, height=init.height, roughness=init.roughness, scale=init.scale)
     return best
 
 
 def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance: Instance, reference: Reference,
                      views: Views, guidance_bank: Keyed[Reference] | None, init: TextureMap | None,
                      stage: str, domain_adapter: Any = None) -> TextureMap:
-    from nodes.render.uv_raster import uv_island_mask
 
     name = instance.name or (ctx.item or "")
     images = reference_images(reference, ctx)
@@ -319,7 +292,7 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
     settings = LoopSettings.from_params(params)
     seen: torch.Tensor | None = seen_texels(instance_views.uv, instance_views.mask, params.texture_size)
     scoring = Scoring(lambda texture: _score(texture, instance_views, images))
-    if init is not None and "texels_per_metre" in init.info:
+    if init is not None and init.scale is not None:
         settings, reference, scoring = _world_scale(params, settings, scene, instance, reference, images, init,
                                                     instance_views)
         seen = None  # texels no view sees keep the start instead of being filled from their neighbours
@@ -369,7 +342,8 @@ class DistillSemantic(DistillStage):
     """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
 
     name = "distill.semantic"
-    version = 5  # 5: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
+    version = 6  # 5: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
+    # 6: carries the start's WorldScale (`TextureMap.scale`, issue 24)
     Params = DistillParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
@@ -396,156 +370,11 @@ class DistillPixel(DistillStage):
     """Detail and sharpness at the finest scale from the semantic stage's texture (CustomTex's pixel stage)."""
 
     name = "distill.pixel"
-    version = 4  # 4: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
+    version = 5  # 4: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
+    # 5: carries the start's WorldScale (`TextureMap.scale`, issue 24)
     Params = PixelParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
             views: Views, init: TextureMap, guidance_bank: Keyed[Reference] | None = None,
             weights: Path | None = None) -> TextureMap:
         return self.distill(ctx, scene, instances, references, views, init, guidance_bank, weights)
-
-
-class SuperResParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    prior: PriorName = Field("closed_form", description="super-resolution prior")
-    factor: Literal[2, 4] = Field(2, description="upscaling factor of the atlas")
-    steps: int = Field(40, ge=1, le=100_000)
-    lr: float = Field(0.01, gt=0, le=10)
-    t_min: float = Field(0.05, gt=0, lt=1)
-    t_max: float = Field(0.5, gt=0, lt=1)
-    schedule: Literal["decreasing", "anneal", "random"] = "decreasing"
-    noise_level: float = Field(0.1, ge=0, le=1, description="noise augmentation of the anchor condition")
-    crop: int = Field(64, ge=8, le=1024, description="atlas crop size per sample")
-    crops_per_step: int = Field(4, ge=1, le=64)
-    patch_size: int = Field(5, ge=2, le=16)
-    bank_size: int = Field(2048, ge=16, le=200_000)
-    stride: int = Field(2, ge=1, le=16)
-    seed: int = Field(0, ge=0, description="seed of crops, noise and bank sampling (the run's: ctx.seed)")
-    weights: str | None = Field(None, description="stable_diffusion: x4 upscaler weights (local dir or hub id)")
-
-    @model_validator(mode="after")
-    def _check(self) -> SuperResParams:
-        check_noise_range_and_stride(self)
-        return self
-
-
-def detail_transfer(scene: Scene, instance: Instance, reference: Reference, texture: TextureMap,
-                    factor: int) -> torch.Tensor:
-    """`P_hi + up(x - P_lo)`: the swatch projected at `factor` times the density, plus the difference between
-    the input `x` and the projection at its own density (what distillation changed), clamped."""
-    from nodes.texture.project import ProjectionSettings, project_instance
-
-    size = int(texture.image.shape[-1])
-    density = float(texture.info["texels_per_metre"])
-
-    def project(side: int, scale: int) -> torch.Tensor:
-        options = dict(texture.info.get("projection", {}))
-        # The same charts go triplanar at both densities: the small-chart threshold counts base texels.
-        options["min_chart_texels"] = options.get("min_chart_texels", 16.0) * scale * scale
-        settings = ProjectionSettings(texels_per_metre=density * scale, min_size=side, max_size=side, **options)
-        return project_instance(scene, instance.face_mask, reference, settings).image
-
-    change = texture.image.float() - project(size, 1)
-    up = F.interpolate(change[None], scale_factor=factor, mode="bilinear", align_corners=False)[0]
-    return (project(size * factor, factor) + up).clamp(0, 1)
-
-
-def keep_best_upscale(out: torch.Tensor, out_mask: torch.Tensor, image: torch.Tensor, start: torch.Tensor | None,
-                      swatch: torch.Tensor, factor: int, info: dict[str, Any],
-                      seams: Callable[[torch.Tensor], float] | None = None,
-                      palette: torch.Tensor | None = None) -> torch.Tensor:
-    """The refined atlas, or its plain alternative when refining did not bring it closer to the swatch.
-
-    The alternative is the detail transfer the refinement started from when there is one, else the input
-    upsampled. Compared in atlas space with the swatch's patches at the output's density (structure
-    distance over the instance's texels); the refined atlas must also add no isolated outliers and open
-    no seam wider than the alternative's (`seams`, when the scene is known), and, given the swatch's own
-    `palette` image, add no colour the swatch never has beyond 0.1 % of texels (or the alternative's share):
-    super-resolution may sharpen, never add speckle, blotches, seams or drift.
-    """
-    plain_name = "detail_transfer" if start is not None else "upsampled"
-    plain = start if start is not None else F.interpolate(image[None], scale_factor=factor, mode="bicubic",
-                                                          align_corners=False)[0].clamp(0, 1)
-    mask, target = out_mask[None, None].float(), swatch[None]
-    to_swatch = structure_target(mask, target, torch.ones_like(target[:, :1]), **SELECTION_MEASURE)
-
-    def distance(candidate: torch.Tensor) -> float:
-        return to_swatch(candidate[None])
-
-    scores = {"refined": distance(out), plain_name: distance(plain)}
-    clean = isolated_outliers(out, out_mask) <= isolated_outliers(plain, out_mask) + 1e-4
-    if seams is not None:
-        clean = clean and seams(out) <= max(SEAM_RATIO_LIMIT, seams(plain))
-    if palette is not None and clean:
-        colours = torch.cat([palette.reshape(3, -1), swatch.reshape(3, -1)], 1)[:, :, None]
-        invented = {key: invented_colour_share(value, out_mask.bool(), colours) for key, value in
-                    (("refined", out), (plain_name, plain))}
-        info["invented_colours"] = invented
-        clean = invented["refined"] <= max(INVENTED_SHARE_LIMIT, invented[plain_name])
-    chosen = "refined" if clean and scores["refined"] < scores[plain_name] else plain_name
-    info.update(superres_scores=scores, superres_choice=chosen)
-    return out if chosen == "refined" else plain
-
-
-@register
-class SuperResAnchored(Node):
-    """×2/×4 texture refinement by SDS with a super-resolution prior anchored on the input texture."""
-
-    name = "superres.anchored"
-    version = 5  # 5: keep-best also refuses invented colours (issue 25 item 3)
-    Params = SuperResParams
-    map_over = ("texture", "references", "instances")
-    reads_only = ("scene",)  # shared by every item: not copied per item
-    resources = Resources(num_cpus=2, memory_mb=1024)
-
-    def run(self, ctx: Context, texture: TextureMap, references: Reference | SwatchMaterial,
-            weights: Path | None = None, scene: Scene | None = None,
-            instances: Instance | None = None) -> TextureMap:
-        from nodes.render.uv_raster import fill_atlas_gutter
-
-        from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info, upsampled_map
-
-        references = as_reference(references)
-        p = with_weights(self.params, weights)
-        images = reference_images(references, ctx)
-        if "texels_per_metre" in texture.info:
-            # (high, low) pairs from the swatch at the output's density, not at the image's own pixels.
-            images = [swatch_at_density(references, texture.info, p.factor)]
-        image = texture.image.float()
-        if image.dim() != 3 or image.shape[0] != 3 or not bool(torch.isfinite(image).all()):
-            raise UserError(f"input texture is not a finite [3, H, W] image (shape {tuple(image.shape)})",
-                            node=ctx.node_id, item=ctx.item)
-        prior = superres_prior(p.prior, SuperResPriorConfig(
-            images=images, factor=p.factor, device=ctx.device, seed=ctx.seed, patch_size=p.patch_size,
-            bank_size=p.bank_size, stride=p.stride, weights=p.weights))
-        settings = SuperResSettings.from_params(p)
-        info: dict[str, Any] = {"stage": "superres", "prior": p.prior, "factor": p.factor, "restarted": False}
-        # With the scene, a world-scale texture starts from the swatch projected at the output's density
-        # plus what the earlier stages changed (detail transfer): the swatch's own fine detail, anchored.
-        start, seams = None, None
-        if scene is not None and instances is not None and "texels_per_metre" in texture.info:
-            start = detail_transfer(scene, instances, references, texture, p.factor)
-            faces = scene.faces[instances.face_mask]
-            seams = seam_ratio_measure(scene.positions, faces, scene.uvs)
-        coverage = output_coverage(texture.mask.bool(), p.factor, scene, instances)
-        with ctx.progress(total=p.steps, desc="superres") as bar:
-            def attempt(lr: float, index: int) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-                return anchored_superres(prior, image, texture.mask, settings, torch.Generator().manual_seed(ctx.seed),
-                                         on_step=lambda step, loss: bar.update(1, loss=f"{loss:.4g}"), lr=lr,
-                                         start=start, out_mask=coverage)
-
-            (out, out_mask, losses), lr = with_one_restart(attempt, p.lr, node_id=ctx.node_id, item=ctx.item,
-                                                           what="the texture", info=info, hint="lower params.lr")
-        if bool(out_mask.any()):
-            out = fill_atlas_gutter(out, out_mask)
-        info.update(steps=p.steps, lr=lr, final_loss=losses[-1] if losses else None)
-        if "texels_per_metre" in texture.info:
-            out = keep_best_upscale(out, out_mask, image, start, images[0], p.factor, info, seams,
-                                    palette=references.images[0].float())
-            info["texels_per_metre"] = float(texture.info["texels_per_metre"]) * p.factor
-        info.update(superres_info(out, image, out_mask, texture.mask.bool(), images[0], p.factor))
-        return TextureMap(image=out.contiguous(), mask=out_mask, info={**dict(texture.info), **info,
-                                                                       "input_size": int(image.shape[-1])},
-                          height=upsampled_map(texture.height, p.factor, out_mask),
-                          roughness=upsampled_map(texture.roughness, p.factor, out_mask))

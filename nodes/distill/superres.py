@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig
 from nodes.measures.distances import superres_report
+from nodes.render.uv_raster import fill_atlas_gutter, uv_island_mask
 from nodes.types import Instance, Scene
 
 from .closed_form import (
@@ -38,7 +39,8 @@ from .closed_form import (
     subsample_rows,
     with_flips,
 )
-from .methods import sds_weight
+from .loop import AveragedAdam
+from .methods import mask_like, sds_weight
 from .schedule import StepSettings, timestep
 from .texture_param import PyramidTexture
 
@@ -140,8 +142,6 @@ def anchored_superres(
 
     Raises `nodes.distill.loop.NonFiniteError` on NaN/inf (`AveragedAdam.step`).
     """
-    from .loop import AveragedAdam
-    from .methods import mask_like
 
     f = settings.factor
     size = image.shape[-1] * f
@@ -159,21 +159,8 @@ def anchored_superres(
     for step in range(settings.steps):
         t = timestep(settings.schedule, step, settings.steps, settings.t_min, settings.t_max, generator)
         corners = _random_crops(region, crop, settings.crops_per_step, generator)
-        full = texture.image()
-        crops = torch.stack([full[:, y:y + crop, x:x + crop] for y, x in corners])
-        conds = torch.stack([anchor[:, y:y + crop, x:x + crop] for y, x in corners])
-        masks = torch.stack([hi_mask[y:y + crop, x:x + crop] for y, x in corners])[:, None].float()
-        x = prior.encode(crops)
-        tt = torch.full((x.shape[0],), float(t))
-        a, s = prior.noise_coeffs(tt)
-        with torch.no_grad():
-            x_t = a * x + s * torch.randn(x.shape, generator=generator)
-            x0 = prior.predict_x0(x_t, tt, conds, settings.noise_level, PriorBatch(instance="", masks=masks))
-            if poison_at is not None and step == poison_at:
-                x0 = x0 * float("nan")
-        w = sds_weight(a)
-        m = mask_like(masks, x)
-        loss = 0.5 * (w * (x - x0.detach()) ** 2 * m).sum() / m[:, :1].sum().clamp_min(1.0)
+        loss = _crops_loss(prior, texture.image(), anchor, hi_mask, corners, crop, float(t), settings, generator,
+                           poison=poison_at is not None and step == poison_at)
         losses.append(optimizer.step(step, loss))
         if on_step is not None:
             on_step(step, losses[-1])
@@ -183,13 +170,34 @@ def anchored_superres(
     return out, (hi_mask if out_mask is None else out_mask.to(torch.bool)), losses
 
 
+def _crops_loss(prior: SuperResPrior, full: torch.Tensor, anchor: torch.Tensor, hi_mask: torch.Tensor,
+                corners: list[tuple[int, int]], crop: int, t: float, settings: SuperResSettings,
+                generator: torch.Generator, poison: bool = False) -> torch.Tensor:
+    """The anchored SDS loss of one step on the atlas `full`'s crops at `corners` (`poison`: x̂_0 made NaN,
+    the tests' way to exercise the restart)."""
+
+    crops = torch.stack([full[:, y:y + crop, x:x + crop] for y, x in corners])
+    conds = torch.stack([anchor[:, y:y + crop, x:x + crop] for y, x in corners])
+    masks = torch.stack([hi_mask[y:y + crop, x:x + crop] for y, x in corners])[:, None].float()
+    x = prior.encode(crops)
+    tt = torch.full((x.shape[0],), t)
+    a, s = prior.noise_coeffs(tt)
+    with torch.no_grad():
+        x_t = a * x + s * torch.randn(x.shape, generator=generator)
+        x0 = prior.predict_x0(x_t, tt, conds, settings.noise_level, PriorBatch(instance="", masks=masks))
+        if poison:
+            x0 = x0 * float("nan")
+    w = sds_weight(a)
+    m = mask_like(masks, x)
+    return 0.5 * (w * (x - x0.detach()) ** 2 * m).sum() / m[:, :1].sum().clamp_min(1.0)
+
+
 def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instance: Instance | None) -> torch.Tensor:
     """The ×factor atlas's mask: the instance's UV coverage at the output size (`uv_island_mask`, the one
     coverage rule); without the scene, the input's `mask` upsampled (nearest), the best guess left."""
     size = (int(mask.shape[0]) * factor, int(mask.shape[1]) * factor)
     if scene is None or instance is None:
         return F.interpolate(mask[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
-    from nodes.render.uv_raster import uv_island_mask
 
     return uv_island_mask(scene.uvs, scene.faces[instance.face_mask], size)
 
@@ -197,7 +205,6 @@ def output_coverage(mask: torch.Tensor, factor: int, scene: Scene | None, instan
 def upsampled_map(value: torch.Tensor | None, factor: int, out_mask: torch.Tensor) -> torch.Tensor | None:
     """A material map laid by texture.project (`[1, H, W]` height or roughness) on the upscaled atlas:
     bilinear, its gutter refilled from `out_mask` by the atlas's one gutter rule. None stays None."""
-    from nodes.render.uv_raster import fill_atlas_gutter
 
     if value is None:
         return None

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.render.ops import BilinearTaps, bilinear_taps, sample_taps
+from nodes.render.uv_raster import fill_atlas_gutter
 from nodes.types import TextureMap, Views
 
 
@@ -93,7 +94,6 @@ class PyramidTexture(torch.nn.Module):
     def to_texture_map(self, atlas_mask: torch.Tensor, seen: torch.Tensor | None, info: dict[str, Any]) -> TextureMap:
         """The clamped atlas with unseen texels filled from their seen neighbours by UV-space dilation
         (`seen` None: no fill, the texture started from a complete atlas and unseen texels keep it)."""
-        from nodes.render.uv_raster import fill_atlas_gutter
 
         with torch.no_grad():
             image = self.image().clamp(0.0, 1.0)

@@ -8,6 +8,7 @@ patches that cross its repeat); `ideal_atlas` is the swatch laid at its real
 size with no seam blending, at another phase: what the distilled texture's
 renders are scored against, so a candidate is chosen for looking like the
 swatch at its size, not like the swatch image at its own pixel scale.
+Both read the texture's `WorldScale` through `nodes.texture.world`.
 """
 from __future__ import annotations
 
@@ -17,15 +18,18 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-from nodes.render.ops import uv_derivatives
-from nodes.texture.project import IDEAL_PHASE, ProjectionSettings, project_instance
+from nodes.render.ops import bilinear_taps, sample_taps, uv_derivatives
+from nodes.render.views import closeup_cameras, render_cameras
+from nodes.texture.world import IDEAL_PHASE, ideal_texture, swatch_at
 from nodes.types import Instance, Reference, Scene, TextureMap
 
 from .texture_param import InstanceViews, select_instance_views
 
 CLOSEUPS = 6  # close-up views per instance (candidate selection and the acceptance measure)
 CLOSEUP_RESOLUTION = 128
-WORLD_SCALE_KEYS = ("texels_per_metre", "swatch_size_m", "mode", "projection")  # texture.project's info that later stages read
+# texture.project's info keys that the later stages copy into theirs, for diagnostics and the report (what they
+# read is `TextureMap.scale`)
+WORLD_SCALE_KEYS = ("texels_per_metre", "swatch_size_m", "mode", "projection")
 
 
 def texels_per_pixel(views: InstanceViews, atlas_size: int) -> float:
@@ -44,45 +48,24 @@ def render_level(views: InstanceViews, atlas_size: int) -> int:
 
 def swatch_at_view_scale(reference: Reference, init: TextureMap, views: InstanceViews, min_side: int = 48
                          ) -> torch.Tensor:
-    """The first reference image at the views' pixels per metre, repeated to at least `min_side` pixels."""
-    density = float(init.info.get("texels_per_metre", 0) or 0)
-    width_m, height_m = init.info.get("swatch_size_m", [reference.size, reference.size])
-    image = reference.images[0].float()
-    if density <= 0:
-        return image
-    pixels_per_metre = density / texels_per_pixel(views, int(init.image.shape[-1]))
-    size = (max(2, round(height_m * pixels_per_metre)), max(2, round(width_m * pixels_per_metre)))
-    resized = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    if init.info.get("mode") == "fit":
-        return resized.clamp(0, 1)
-    reps = (max(2, -(-min_side // size[0])), max(2, -(-min_side // size[1])))
-    return resized.repeat(1, *reps).clamp(0, 1)
+    """The first reference image at the views' pixels per metre, repeated to at least `min_side` pixels
+    (and twice each way); the image as it is when `init` is not world-scale."""
+    if init.scale is None:
+        return reference.images[0].float()
+    pixels_per_metre = init.scale.texels_per_metre / texels_per_pixel(views, int(init.image.shape[-1]))
+    return swatch_at(reference, init.scale, pixels_per_metre, min_side=min_side, min_repeats=2)
 
 
 def ideal_atlas(scene: Scene, instance: Instance, reference: Reference, init: TextureMap,
                 phase: tuple[float, float] = IDEAL_PHASE) -> torch.Tensor:
     """The swatch repeated at its real size on the instance's atlas, unblended, at another phase: the start's
-    own (`TextureMap.ideal`, texture.project's) when it carries one, else projected again."""
+    own (`TextureMap.ideal`, texture.project's) when it carries one, else laid again (`ideal_texture`)."""
     ideal = init.ideal
     if ideal is not None and phase == IDEAL_PHASE and tuple(ideal.shape) == tuple(init.image.shape):
         return ideal
-    settings = ProjectionSettings(texels_per_metre=float(init.info["texels_per_metre"]),
-                                  min_size=int(init.image.shape[-1]), max_size=int(init.image.shape[-1]),
-                                  blend_width=0.0, phase=phase)
-    return project_instance(scene, instance.face_mask, reference, settings).image
-
-
-def swatch_at_density(reference: Reference, info: dict, factor: int = 1, min_side: int = 64) -> torch.Tensor:
-    """The first reference image at `factor` times the texture's texel density, repeated to `min_side` pixels."""
-    density = float(info["texels_per_metre"]) * factor
-    width_m, height_m = info.get("swatch_size_m", [reference.size, reference.size])
-    image = reference.images[0].float()
-    size = (max(2, round(height_m * density)), max(2, round(width_m * density)))
-    image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
-    if info.get("mode") == "fit":
-        return image.clamp(0, 1)
-    reps = (max(1, -(-min_side // image.shape[-2])), max(1, -(-min_side // image.shape[-1])))
-    return image.repeat(1, *reps).clamp(0, 1)
+    if init.scale is None:
+        raise ValueError("ideal_atlas needs a world-scale texture (one with a `scale`, from texture.project)")
+    return ideal_texture(scene, instance, reference, init.scale, int(init.image.shape[-1]), phase)
 
 
 def render_at_level(image: torch.Tensor, views: InstanceViews, level: int) -> torch.Tensor:
@@ -94,14 +77,12 @@ class LevelRenderer:
     """`render_at_level` for many atlases of one size on the same views: the texel lookups are built once."""
 
     def __init__(self, views: InstanceViews, level: int, height: int, width: int) -> None:
-        from nodes.render.ops import bilinear_taps
 
         self.level = level
         self.taps = bilinear_taps(views.uv, height >> level, width >> level, mask=views.mask[:, 0],
                                   boundary_mode="clamp")
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        from nodes.render.ops import sample_taps
 
         if self.level:
             image = F.avg_pool2d(image[None], 2**self.level)[0]
@@ -111,7 +92,6 @@ class LevelRenderer:
 def closeup_views(scene: Scene, instances: Mapping[str, Instance], name: str, texels_per_metre: float,
                   seed: int = 0, isolate: bool = False) -> InstanceViews:
     """`CLOSEUPS` close-up views of one instance at one pixel per texel (`isolate`: only `instances` drawn)."""
-    from nodes.render.views import closeup_cameras, render_cameras
 
     cameras = closeup_cameras(scene, instances[name], CLOSEUPS, CLOSEUP_RESOLUTION, 1.0 / texels_per_metre, seed)
     views = render_cameras(scene, instances, cameras, (name,) * len(cameras), CLOSEUP_RESOLUTION, isolate=isolate)

@@ -34,8 +34,8 @@ from nodes.measures.seams import seam_ratio
 from nodes.measures.statistics import texture_statistics_distance
 from nodes.render.ops import sample_texture_map, uv_derivatives
 from nodes.render.uv_raster import uv_island_mask
-from nodes.texture.charts import build_charts
 from nodes.texture.project import ProjectionSettings, project_instance
+from nodes.texture.world import instance_charts
 from nodes.types import Instance, Reference, Scene, Views
 
 from .chain import ChainRun
@@ -177,8 +177,7 @@ def evaluate_run(run: ChainRun, full: bool = True, stage: str = "final") -> list
 
 def _atlas_side(scene: Scene, instance: Instance, texels_per_metre: float, side: int) -> float:
     """The side `texels_per_metre` alone would give (before rounding): rescales the density to `side`."""
-    faces = scene.faces[instance.face_mask].numpy()
-    charts = build_charts(scene.positions.numpy(), scene.normals.numpy(), scene.uvs.numpy(), faces)
+    charts = instance_charts(scene, instance)
     uv = float(charts.uv_area.sum())
     return texels_per_metre * math.sqrt(float(charts.area.sum()) / uv) if uv > 0 else float(side)
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 import graphflow as gf
 from graphflow.graph import GraphInput, InputRef, Link
 from graphflow.report import RunReport
@@ -47,19 +49,20 @@ class ChainResult:
 @dataclass
 class ChainRun:
     """A run of the chain: its scene, instances and references (given or made by the graph), the
-    per-instance results, the projection's texel density and the run's report."""
+    per-instance results and the run's report."""
 
     scene: Scene
     instances: gf.Keyed[Instance]
     references: gf.Keyed[Reference]
     results: dict[str, ChainResult]
-    texels_per_metre: float
     report: RunReport
 
-    def density(self, name: str, atlas: Any) -> float:
-        """Texels per metre of `atlas` (`[C, S, S]`) of instance `name`: the projection's density, scaled by
-        the atlas's side over the projection's (super-resolution doubles it)."""
-        return self.texels_per_metre * atlas.shape[-1] / self.results[name].start.image.shape[-1]
+    def density(self, name: str, atlas: torch.Tensor) -> float:
+        """Texels per metre of `atlas` (`[C, S, S]`, any stage's map of instance `name`): the density of
+        texture.project's world scale (`TextureMap.scale`), times the atlas's side over the projection's
+        (super-resolution doubles it; the same as the stage's own `scale.texels_per_metre`)."""
+        start = self.results[name].start
+        return start.scale.texels_per_metre * atlas.shape[-1] / start.image.shape[-1]
 
 
 def chain_graph(params: Mapping[str, Mapping[str, Any]] | None = None, given: Sequence[str] = (),
@@ -111,7 +114,5 @@ def run_chain(params: Mapping[str, Mapping[str, Any]] | None = None, *, scene: S
                                  views=out.outputs["views"],
                                  stages={node: out.outputs[node][name] for node in per_instance})
                for name in values["references"]}
-    project = chain.nodes["project"]
-    texels_per_metre = float(chain.node_class("project").Params.model_validate(project.params).texels_per_metre)
     return ChainRun(scene=values["scene"], instances=values["instances"], references=values["references"],
-                    results=results, texels_per_metre=texels_per_metre, report=out.report)
+                    results=results, report=out.report)

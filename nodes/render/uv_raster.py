@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import distance_transform_cdt
 
 from nodes.types import Scene
 
@@ -194,8 +195,6 @@ def dilate_into_empty(image: torch.Tensor, mask: torch.Tensor, iterations: int =
     filled = filled.squeeze(0)
     valid_2d = valid[0, 0] > 0
     if iterations > _AVERAGED_RINGS and not bool(valid_2d.all()):
-        from scipy.ndimage import distance_transform_cdt
-
         # Chessboard distance: the reach of `iterations` 3x3 rings, as the averaging would have had.
         distance, (rows, cols) = distance_transform_cdt(~valid_2d.cpu().numpy(), metric="chessboard",
                                                         return_indices=True)

@@ -226,7 +226,8 @@ def scene_units(parts: Sequence[MeshPart], units: Units, scale: float = 1.0) -> 
 
 
 def unreadable_parts(scene: Scene) -> dict[str, dict[str, str]]:
-    """Part name -> the record of its baseColor image that could not be read (`gltf._Reader.unreadable`)."""
+    """Part name -> the record of its baseColor image that could not be read
+    (`gltf_materials.MaterialReader.unreadable`)."""
     return {name: info["unreadable_texture"] for name, info in zip(scene.part_names, scene.part_info, strict=True)
             if isinstance(info.get("unreadable_texture"), dict)}
 

@@ -24,7 +24,10 @@ Rules:
   the same swatch, pixel-aligned, each under its own light: per image the
   light's azimuth in degrees, 0 = from the image's right, 90 = from its top,
   or `[azimuth, elevation]`; at least 3; `swatch.material` then fits albedo,
-  height and roughness by photometric stereo); a missing `material` falls
+  height and roughness by photometric stereo), `repeat` (`tile` mode: `exact`,
+  the default, repeats the swatch as is; `vary` covers large surfaces without
+  visible repetition, `swatch.material` quilting a tile of K x K swatches);
+  a missing `material` falls
   back to the instance's hint from `segment.parts`;
 - `default` (same forms) applies to every instance no entry names;
 - pre-made `references` (from `io.demo_room`) bind instances that the file
@@ -57,7 +60,8 @@ from graphflow import Keyed, UserError
 from ..types import DEFAULT_SWATCH_SIZE, MATERIAL_CLASSES, REFERENCE_MODES, Instance, Reference
 from .images import DEFAULT_MAX_PIXELS, fit_short_side, load_image
 
-ENTRY_KEYS = ("images", "material", "prompt", "size", "mode", "flatten_lighting", "lights")
+ENTRY_KEYS = ("images", "material", "prompt", "size", "mode", "flatten_lighting", "lights", "repeat")
+REPEAT_MODES = ("exact", "vary")
 MAX_REFERENCES_FILE_BYTES = 10_000_000
 
 
@@ -73,6 +77,7 @@ class Binding:
     mode: str = "tile"
     flatten_lighting: bool = False
     lights: tuple[tuple[float, float | None], ...] = ()  # per image (azimuth, elevation or None), degrees
+    repeat: str = "exact"  # tile mode: "exact" repeats the swatch as is, "vary" without visible repetition
 
 
 def _is_glob(pattern: str) -> bool:
@@ -120,7 +125,19 @@ def _parse_entry(key: str, value: Any, base: Path, file: str) -> Binding:
     if not isinstance(flatten, bool):
         raise fail(f"flatten_lighting must be true or false, not {flatten!r}")
     lights = _parse_lights(value.get("lights"), len(images), fail)
-    return Binding(key, images, material, prompt, None if size is None else float(size), mode, flatten, lights)
+    repeat = _parse_repeat(value.get("repeat", "exact"), mode, fail)
+    return Binding(key, images, material, prompt, None if size is None else float(size), mode, flatten, lights,
+                   repeat)
+
+
+def _parse_repeat(repeat: Any, mode: str, fail: Callable[[str], UserError]) -> str:
+    """`repeat:` of an entry: how a `tile` swatch covers a surface (issue 25 item 4)."""
+    if repeat not in REPEAT_MODES:
+        raise fail(f"repeat must be one of {', '.join(REPEAT_MODES)}, not {repeat!r} (exact: the swatch repeated "
+                   "as is; vary: large surfaces covered without visible repetition)")
+    if repeat != "exact" and mode != "tile":
+        raise fail(f"repeat: {repeat} needs mode: tile (a '{mode}' picture is placed once, it does not repeat)")
+    return repeat
 
 
 def _is_number(x: Any) -> bool:
@@ -254,7 +271,7 @@ def _bound_reference(binding: Binding, instance: Instance, image: Callable[[Path
     material = binding.material or instance.material
     size = binding.size if binding.size is not None else DEFAULT_SWATCH_SIZE.get(material, 1.0)
     return Reference(images=images, material=material, prompt=binding.prompt, size=size, mode=binding.mode,
-                     lights=binding.lights)
+                     lights=binding.lights, repeat=binding.repeat)
 
 
 def bind_references(instances: Mapping[str, Instance], *, file: Path | None = None,

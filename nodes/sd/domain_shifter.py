@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from graphflow import UserError
 from nodes.types import Domain, DomainAdapter, DomainSchedule
@@ -312,8 +314,6 @@ def remove_domain_shifting(unet: nn.Module) -> None:
 
 def save_adapter(adapter: DomainAdapter, path: str | Path) -> Path:
     """Write the adapter as one safetensors file (`shifter.*`, `control.*` tensors; metadata JSON)."""
-    from safetensors.torch import save_file
-
     tensors = {f"shifter.{k}": v.contiguous() for k, v in adapter.shifter.items()}
     tensors |= {f"control.{k}": v.contiguous() for k, v in adapter.control.items()}
     path = Path(path)
@@ -322,8 +322,6 @@ def save_adapter(adapter: DomainAdapter, path: str | Path) -> Path:
 
 
 def load_adapter(path: str | Path) -> DomainAdapter:
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise UserError("domain adapter file not found", file=str(path), hint="train one with train.domain_shifter")

@@ -12,12 +12,15 @@ every distillation item of a run reuses them.
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 
 from graphflow import UserError
 
@@ -119,8 +122,6 @@ def find_ip_adapter(root: Path) -> tuple[Path, Path] | None:
 
 
 def _load_ip_adapter_state(file: Path) -> dict[str, dict[str, torch.Tensor]]:
-    from safetensors import safe_open
-
     state: dict[str, dict[str, torch.Tensor]] = {"image_proj": {}, "ip_adapter": {}}
     with safe_open(str(file), framework="pt", device="cpu") as handle:
         for key in handle.keys():
@@ -172,8 +173,6 @@ def resolve_controlnet(controlnet: str | None, root: Path) -> Path | None:
 
 def require_sd_packages() -> None:
     """diffusers/transformers/peft are the optional `sd` extra: say how to install them instead of an ImportError."""
-    import importlib.util
-
     missing = [name for name in ("diffusers", "transformers", "peft") if importlib.util.find_spec(name) is None]
     if missing:
         raise UserError(f"Stable Diffusion support is not installed (missing {', '.join(missing)})", param="prior",
@@ -229,8 +228,6 @@ def load_upscaler_components(
     weights: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
 ) -> SDComponents:
     """The x4 upscaler's UNet (7 input channels, noise-level class labels), VAE, text encoder and schedulers; cached."""
-    import json
-
     require_sd_packages()
     from diffusers import DDPMScheduler, UNet2DConditionModel
 

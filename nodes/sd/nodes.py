@@ -7,15 +7,25 @@ diffusers/peft are imported only when a node runs (they are the `sd` extra).
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
+import kornia
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
+from nodes.render.ops import sample_texture_map
+from nodes.scene.images import load_image
 
 from ..types import DomainAdapter, DomainSchedule, Reference, TextureMap, Views
+from .domain_shifter import DomainShifter
+from .loading import encode_prompts
+from .loading import load_sd_components as load_shared
+from .training import (CONTROL_ADAPTER_NAME, GEOMETRY_CHANNELS, LORA_TARGETS, default_schedule,
+                       geometry_from_views, prepare_images, train_control, train_domain_shifter)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -40,15 +50,8 @@ class _TrainingParams(BaseModel):
 
 def load_sd_components(weights: str, device: torch.device) -> dict[str, Any]:
     """A private copy of the UNet (training hooks and LoRA must not touch the loader's shared, cached one),
-    the shared frozen VAE, the DDPM training scheduler and the null-prompt context, from `weights`."""
-    import copy
-
-    try:
-        from .loading import encode_prompts
-        from .loading import load_sd_components as load_shared
-    except ImportError as exc:  # diffusers/transformers are the optional `sd` extra
-        raise UserError("Stable Diffusion support is not installed", param="weights",
-                        hint="pip install 'graphflow[sd]'") from exc
+    the shared frozen VAE, the DDPM training scheduler and the null-prompt context, from `weights`
+    (without the optional `sd` extra, a UserError saying how to install it)."""
     shared = load_shared(weights, device, use_ip_adapter=False)
     unet = copy.deepcopy(shared.unet)
     with torch.no_grad():
@@ -66,8 +69,6 @@ def encode_images(vae: Any, images: torch.Tensor, batch: int = 8) -> torch.Tenso
 
 
 def load_image_folder(folder: str, param: str) -> list[torch.Tensor]:
-    from nodes.scene.images import load_image
-
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise UserError(f"folder '{folder}' does not exist", param=param, hint="give a folder of PNG/JPEG images")
@@ -99,8 +100,6 @@ def real_images(references: Keyed[Reference] | None, real_dir: str | None) -> li
 
 def render_views(views: Views, texture: Keyed[TextureMap]) -> torch.Tensor:
     """Each view textured with its instances' maps -> `[B, 3, H, W]` linear RGB, image rows top first."""
-    from nodes.render.ops import sample_texture_map
-
     batch, height, width = views.instance_id.shape
     out = torch.zeros(batch, height, width, 3)
     for name, tex in texture.items():
@@ -114,9 +113,6 @@ def render_views(views: Views, texture: Keyed[TextureMap]) -> torch.Tensor:
 
 def synthetic_renders(views: Views | None, texture: Keyed[TextureMap] | None, resolution: int) -> torch.Tensor | None:
     """Renders resized to `[B, 3, res, res]` sRGB in [0, 1], or None without views + texture."""
-    import kornia
-    import torch.nn.functional as F
-
     if views is None and texture is None:
         return None
     if views is None or texture is None:
@@ -163,8 +159,6 @@ class TrainDomainShifter(_TrainingNode):
     def run(self, ctx: Context, references: Keyed[Reference] | None = None,
             synthetic: Keyed[Reference] | None = None, views: Views | None = None,
             texture: Keyed[TextureMap] | None = None) -> DomainAdapter:
-        from .training import default_schedule, prepare_images, train_domain_shifter
-
         p = self.params
         gen = ctx.generator
         real = real_images(references, p.real_dir)
@@ -224,10 +218,6 @@ class TrainControl(_TrainingNode):
 
     def run(self, ctx: Context, adapter: DomainAdapter, views: Views, texture: Keyed[TextureMap],
             references: Keyed[Reference] | None = None) -> DomainAdapter:
-        from .domain_shifter import DomainShifter
-        from .training import CONTROL_ADAPTER_NAME, GEOMETRY_CHANNELS, LORA_TARGETS, geometry_from_views
-        from .training import prepare_images, train_control
-
         p = self.params
         gen = ctx.generator
         sd = load_sd_components(p.weights, ctx.device)

@@ -29,10 +29,11 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from kornia.color import linear_rgb_to_rgb
+from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 
 from graphflow import UserError
 from nodes.components.priors import SCORE_PRIORS, EpsMode, PriorBatch, ScorePrior, ScorePriorConfig, require_weights
+from nodes.sd.domain_shifter import apply_domain_shifting, load_adapter, remove_domain_shifting
 from nodes.sd.loading import SDComponents, encode_prompts, load_sd_components
 from nodes.sd.noise_schedule import DiscreteNoiseSchedule
 from nodes.types import DomainAdapter, Reference
@@ -82,8 +83,6 @@ def load_sd_prior(
         raise UserError(f"domain '{domain}' needs a trained domain adapter for the stable_diffusion prior",
                         param="domain", hint="train one with train.domain_shifter and pass it, or remove domain")
     if isinstance(domain_adapter, str):
-        from nodes.sd.domain_shifter import load_adapter
-
         domain_adapter = load_adapter(domain_adapter)
     components = load_sd_components(weights, device, dtype, use_ip_adapter=use_ip_adapter, controlnet=controlnet)
     return StableDiffusionPrior(
@@ -207,8 +206,6 @@ class StableDiffusionPrior(DiscreteNoiseSchedule, ScorePrior):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> linear RGB `[B, 3, H, W]` in [0, 1] (for previews and tests)."""
-        from kornia.color import rgb_to_linear_rgb
-
         upright = latents.flip(-2) if self.rows_bottom_up else latents
         with torch.no_grad():
             srgb = self.sd.vae.decode(upright.to(self.dtype) / self.sd.vae.config.scaling_factor).sample
@@ -370,8 +367,6 @@ class StableDiffusionPrior(DiscreteNoiseSchedule, ScorePrior):
 
     def _set_domain(self, index: torch.Tensor) -> None:
         """Attach/schedule the Realiz3D domain shifter for this call, or make sure none is left on the shared UNet."""
-        from nodes.sd.domain_shifter import apply_domain_shifting, remove_domain_shifting
-
         if self.domain_adapter is None:
             remove_domain_shifting(self.unet)
             return
@@ -380,8 +375,6 @@ class StableDiffusionPrior(DiscreteNoiseSchedule, ScorePrior):
 
     def close(self) -> None:
         """Leave the shared, cached UNet plain (no domain shifter, LoRA disabled)."""
-        from nodes.sd.domain_shifter import remove_domain_shifting
-
         remove_domain_shifting(self.unet)
         self.unet.disable_adapters()
 

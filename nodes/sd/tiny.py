@@ -9,12 +9,14 @@ few seconds on a CPU and give the same bytes for the same seed.
 """
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 
 TINY_CROSS_ATTENTION_DIM = 32
 TINY_IMAGE_EMBED_DIM = 32
@@ -142,7 +144,6 @@ def build_tiny_sd(directory: Path, seed: int = 0) -> Path:
     Latents are 4x16x16 and images 32x32 (VAE factor 2). Returns `directory`.
     """
     from diffusers import DDPMScheduler, StableDiffusionPipeline
-    from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     directory = Path(directory)
@@ -206,8 +207,6 @@ def build_tiny_upscaler(directory: Path, seed: int = 0) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m nodes.sd.tiny DIR [--upscaler] [--seed N]`: write tiny weights for `--input weights=DIR`."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m nodes.sd.tiny", description=main.__doc__)
     parser.add_argument("directory", type=Path)
     parser.add_argument("--upscaler", action="store_true", help="write the x4 upscaler instead of SD 1.x")

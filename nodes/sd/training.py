@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,8 +49,6 @@ def prepare_images(images: Sequence[torch.Tensor], resolution: int, crops_per_im
     Images are linear RGB (the port convention); crops are converted to sRGB,
     the space Stable Diffusion's VAE was trained on.
     """
-    import kornia
-
     crops: list[torch.Tensor] = []
     for image in images:
         image = image.float().clamp(0, 1)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
-from kornia.color import linear_rgb_to_rgb
+from kornia.color import linear_rgb_to_rgb, rgb_to_linear_rgb
 
 from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig, require_weights
 from nodes.sd.loading import SDComponents, encode_prompts, load_upscaler_components
@@ -83,8 +83,6 @@ class StableDiffusionUpscalerPrior(DiscreteNoiseSchedule, SuperResPrior):
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents -> linear RGB `[B, 3, 4h, 4w]` in [0, 1] (previews, tests)."""
-        from kornia.color import rgb_to_linear_rgb
-
         with torch.no_grad():
             srgb = self.sd.vae.decode(latents.to(self.dtype) / self.sd.vae.config.scaling_factor).sample
         return rgb_to_linear_rgb(((srgb.float() + 1.0) / 2.0).clamp(0.0, 1.0))

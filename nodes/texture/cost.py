@@ -20,7 +20,6 @@ read as metres has 10,000 times the area), `texels_per_metre` or `max_size`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 from graphflow import Keyed, UserError
 from nodes.types import Instance, Scene
 
-from .project import ProjectionSettings, atlas_side_of
+from .project import ProjectionSettings, atlas_side_of, wanted_side
 
 # 16 full-size (1024²) atlases: about 50 min of the shipped texture_scene graph and 8 min of
 # preview_projection on 2 cores (RATES); a centimetre scene read as metres asks for far more
@@ -84,7 +83,7 @@ def instance_costs(scene: Scene, instances: Keyed[Instance], settings: Projectio
     for name, instance in instances.items():
         mask = instance.face_mask.numpy() if isinstance(instance.face_mask, torch.Tensor) else instance.face_mask
         s, u = float(surface[mask].sum()), float(uv[mask].sum())
-        wanted = settings.texels_per_metre * math.sqrt(s / u) if s > 0 and u > 0 else 0.0
+        wanted = wanted_side(s, u, settings.texels_per_metre)
         out.append(InstanceCost(name, s, wanted, atlas_side_of(s, u, settings)))
     return out
 

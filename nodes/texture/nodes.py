@@ -7,24 +7,28 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Node, Resources, UserError, register
-from nodes.types import Instance, Reference, Scene, SwatchMaterial, TextureMap
+from nodes.types import Instance, ProjectionSettings, Reference, Scene, SwatchMaterial, TextureMap
 
 from .cost import DEFAULT_MAX_TEXELS, check_budget, density_warnings, estimated_seconds, instance_costs, plan_line
-from .project import ProjectionSettings, project_instance
+from .project import project_instance
+
+DEFAULT = ProjectionSettings()  # the one default of each knob
 
 
 class ProjectParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     texels_per_metre: float = Field(
-        128.0, gt=0, le=8192, description="texel density of every atlas: an instance's atlas side is this times "
-        "sqrt(surface area / UV area), rounded to a power of two and clamped to [min_size, max_size]")
-    min_size: int = Field(64, ge=8, le=8192, description="smallest atlas side (texels)")
-    max_size: int = Field(1024, ge=8, le=8192, description="largest atlas side (texels)")
-    blend_width: float = Field(0.08, ge=0, le=10, description="half-width of the cross-fade across UV seams, in "
-                               "metres (wide enough to span a pattern's repeat is best); 0: no blending")
-    max_distortion: float = Field(0.12, gt=0, le=10, description="charts whose faces stretch more than this "
-                                  "(mean |log stretch|) against one linear map get a triplanar projection")
+        DEFAULT.texels_per_metre, gt=0, le=8192, description="texel density of every atlas: an instance's atlas "
+        "side is this times sqrt(surface area / UV area), rounded to a power of two and clamped to [min_size, "
+        "max_size]")
+    min_size: int = Field(DEFAULT.min_size, ge=8, le=8192, description="smallest atlas side (texels)")
+    max_size: int = Field(DEFAULT.max_size, ge=8, le=8192, description="largest atlas side (texels)")
+    blend_width: float = Field(DEFAULT.blend_width, ge=0, le=10, description="half-width of the cross-fade across "
+                               "UV seams, in metres (wide enough to span a pattern's repeat is best); 0: no blending")
+    max_distortion: float = Field(DEFAULT.max_distortion, gt=0, le=10, description="charts whose faces stretch "
+                                  "more than this (mean |log stretch|) against one linear map get a triplanar "
+                                  "projection")
     max_texels: int = Field(DEFAULT_MAX_TEXELS, ge=1, description="budget: the run stops before projecting when "
                             "all atlases together would hold more texels (CLI --max-texels); not in the cache key")
 
@@ -49,8 +53,9 @@ class TextureProject(Node):
     phase and blends; from a bound Reference, its first image."""
 
     name = "texture.project"
-    version = 3  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
+    version = 4  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
     # 3: charts of equal area (to 6 digits) keep their order, whatever the scene's unit (issue 23)
+    # 4: the output carries its WorldScale (`TextureMap.scale`, issue 24)
     Params = ProjectParams
     map_over = ("instances", "references")
     reads_only = ("scene",)  # shared by every item: not copied per item

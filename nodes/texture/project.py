@@ -32,7 +32,7 @@ from scipy.ndimage import distance_transform_cdt
 from scipy.spatial import cKDTree
 
 from nodes.render.uv_raster import dilate_into_empty, texel_fragments
-from nodes.types import Reference, Scene, SwatchMaterial, TextureMap
+from nodes.types import ProjectionSettings, Reference, Scene, SwatchMaterial, TextureMap, WorldScale
 
 from .charts import Charts, build_charts
 from .swatch import Swatch, sample_fitted, sample_tiled, sample_triplanar
@@ -45,18 +45,6 @@ FILL_RINGS = 8  # texels past the gutter filled from the island; beyond, its mea
 IDEAL_PHASE = (0.37, 0.61)  # metres
 
 
-@dataclass(frozen=True)
-class ProjectionSettings:
-    texels_per_metre: float = 256.0
-    min_size: int = 64
-    max_size: int = 2048
-    blend_width: float = 0.08  # metres: half-width of the cross-fade across seams
-    max_distortion: float = 0.12  # mean |log stretch| above which a chart is triplanar
-    min_chart_texels: float = 16.0  # charts smaller than this many texels of area are triplanar
-    phase: tuple[float, float] = (0.0, 0.0)  # metres added to every swatch coordinate (a shifted repeat)
-    fit_zoom: float = 1.0  # `fit`: >1 shows the picture's centre that many times larger (a measuring baseline)
-
-
 def atlas_side(charts: Charts, settings: ProjectionSettings) -> int:
     """Atlas side in texels: the density over the surface's UV area, a power of two, clamped."""
     return atlas_side_of(float(charts.area.sum()), float(charts.uv_area.sum()), settings)
@@ -66,9 +54,15 @@ def atlas_side_of(surface: float, uv: float, settings: ProjectionSettings) -> in
     """`atlas_side` from the surface area (m²) and the UV area (UV units) alone (the cost check, issue 23)."""
     if surface <= 0 or uv <= 0:
         return settings.min_size
-    wanted = settings.texels_per_metre * math.sqrt(surface / uv)
+    wanted = wanted_side(surface, uv, settings.texels_per_metre)
     side = 2 ** round(math.log2(max(wanted, 1.0)))
     return int(min(settings.max_size, max(settings.min_size, side)))
+
+
+def wanted_side(surface: float, uv: float, texels_per_metre: float) -> float:
+    """The atlas side (texels, before rounding and clamping) that shows `surface` m² spread over `uv` UV area
+    at `texels_per_metre`: the one formula of the atlas size (0 for an instance with no area)."""
+    return texels_per_metre * math.sqrt(surface / uv) if surface > 0 and uv > 0 else 0.0
 
 
 @dataclass(frozen=True)
@@ -272,13 +266,15 @@ def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference
         "texels_per_metre": density, "atlas_size": side, "charts": charts.count,
         "triplanar_charts": int(triplanar.sum()), "seam_edges": int(len(charts.seams.face) // 2),
         "surface_area_m2": float(charts.area.sum()),
-        # What a later stage needs to project this swatch again at another density (superres.anchored).
+        # Diagnostics only: later stages read the TextureMap's `scale` (a WorldScale).
         "projection": {"blend_width": settings.blend_width, "max_distortion": settings.max_distortion,
                        "min_chart_texels": settings.min_chart_texels},
     }
+    scale = WorldScale(projection=settings, swatch_size_m=(swatch.width_m, swatch.height_m), mode=reference.mode,
+                       repeat=getattr(reference, "repeat", "exact"))
     maps = {name: painted[lo:hi].contiguous() for name, (lo, hi) in layout.items()}
     return TextureMap(image=maps["albedo"], mask=mask.clone(), info=info, ideal=ideal,
-                      height=maps.get("height"), roughness=maps.get("roughness"))
+                      height=maps.get("height"), roughness=maps.get("roughness"), scale=scale)
 
 
 def _stacked_maps(reference: Reference | SwatchMaterial) -> tuple[torch.Tensor, dict[str, tuple[int, int]]]:

@@ -28,10 +28,9 @@ class Swatch:
         """The image spanning `width_m` (height by aspect unless given), at most `texels_per_metre` pixels/metre."""
         image = image.float()
         height_m = height_m if height_m is not None else width_m * image.shape[-2] / image.shape[-1]
-        target = (max(2, round(height_m * texels_per_metre)), max(2, round(width_m * texels_per_metre)))
+        target = density_size(width_m, height_m, texels_per_metre)
         if image.shape[-1] > target[1] or image.shape[-2] > target[0]:
-            size = (min(target[0], image.shape[-2]), min(target[1], image.shape[-1]))
-            image = F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+            image = resampled(image, (min(target[0], image.shape[-2]), min(target[1], image.shape[-1])))
         # Colours (the first 3 channels) clamp to [0, 1]; further maps stacked after them (a SwatchMaterial's
         # height in metres, roughness) keep their values.
         image = torch.cat([image[:3].clamp(0, 1), image[3:]])
@@ -47,6 +46,16 @@ class Swatch:
         dy, dx = max(1, round(h * fraction)), max(1, round(w * fraction))
         ring[dy:h - dy, dx:w - dx] = False
         return self.image[:, ring].mean(1)
+
+
+def density_size(width_m: float, height_m: float, texels_per_metre: float) -> tuple[int, int]:
+    """(rows, columns) of a swatch spanning `width_m` x `height_m` metres at `texels_per_metre` (at least 2)."""
+    return max(2, round(height_m * texels_per_metre)), max(2, round(width_m * texels_per_metre))
+
+
+def resampled(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`image [C, h, w]` resampled to `size` (bilinear, antialiased when shrinking): every swatch resize."""
+    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
 def _bilinear(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor, wrap: bool) -> torch.Tensor:

@@ -15,13 +15,15 @@ import torch
 from graphflow import Keyed
 from graphflow.testing import make_context
 from nodes.brdf import metrics
-from nodes.brdf.decompose import luminance, render_baked, tangent_to_world
+from nodes.brdf.baked import luminance, render_baked
 from nodes.brdf.nodes import Decompose
-from nodes.brdf.synthetic import DEFAULT_LIGHT
+from nodes.brdf.normals import tangent_to_world
 from nodes.brdf.texels import ambient_occlusion
 from nodes.export.nodes import ExportGltf, PreviewRender
 from nodes.export.validator import issue_summary, validate_glb, validator_available
 from nodes.types import Reference, TextureMap
+
+from helpers.brdf_scenes import DEFAULT_LIGHT
 
 from chair_fixture import CHAIR, PART_CLASSES, ground_truth, instance_geometry, load_chair
 

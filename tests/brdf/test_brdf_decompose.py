@@ -10,20 +10,15 @@ import torch
 from graphflow import Keyed, UserError
 from graphflow.testing import make_context
 from nodes.brdf import metrics
-from nodes.brdf.decompose import (
-    BakedLighting,
-    decompose_texture,
-    estimate_baked_lighting,
-    height_normals,
-    luminance,
-    render_baked,
-    shading_tilt,
-)
+from nodes.brdf.baked import BakedLighting, estimate_baked_lighting, luminance, render_baked
+from nodes.brdf.decompose import decompose_texture
 from nodes.brdf.materials import MATERIAL_PRIORS, material_prior
 from nodes.brdf.nodes import ClassReferences, Decompose, TextureFromScene
-from nodes.brdf.synthetic import DEFAULT_LIGHT, bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
+from nodes.brdf.normals import height_normals, shading_tilt
 from nodes.brdf.texels import ambient_occlusion
 from nodes.types import Reference, TextureMap
+
+from helpers.brdf_scenes import DEFAULT_LIGHT, bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
 
 SIZE = 48
 MATERIALS = {  # instance -> (checker colours, roughness, metallic)

@@ -8,10 +8,11 @@ import torch
 
 from graphflow.testing import make_context
 from nodes.brdf.nodes import Decompose
-from nodes.brdf.synthetic import sphere_on_floor
 from nodes.brdf.texels import texel_geometry
 from nodes.render.uv_raster import texel_fragments
 from nodes.types import Reference, TextureMap
+
+from helpers.brdf_scenes import sphere_on_floor
 
 SIZE = 32
 

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from graphflow import Keyed
-from nodes.brdf.synthetic import bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
 from nodes.export.gltf_writer import build_glb
 from nodes.export.validator import issue_summary, validate_glb, validator_available
 from nodes.types import PBRMaps
+
+from helpers.brdf_scenes import bake_known_material, checker_albedo, instance_geometry, sphere_on_floor
 
 GRAPH = Path(__file__).resolve().parents[2] / "graphs" / "pbr_from_textured.yaml"
 CLI = [str(Path(sys.executable).parent / "graphflow")]

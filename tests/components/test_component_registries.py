@@ -2,6 +2,8 @@
 graph-level params that name a component still fail at load, not at run."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import get_args
 
@@ -11,7 +13,7 @@ import torch
 from graphflow import Graph, GraphInvalid, UserError
 from nodes.components.priors import SCORE_PRIORS, SUPERRES_PRIORS, ScorePriorConfig, SuperResPriorConfig
 from nodes.components.raster import RASTERIZERS, BackendName, Rasterizer
-from nodes.components.registry import Registry
+from nodes.components.registry import ComponentRegistry
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.nodes import PriorName, SuperResParams
 from nodes.distill.superres import ClosedFormSuperResPrior
@@ -34,7 +36,7 @@ def _score_config(**changes: object) -> ScorePriorConfig:
 
 
 def test_registry_lists_known_names_on_an_unknown_one() -> None:
-    registry: Registry = Registry("widget", param="kind")
+    registry: ComponentRegistry = ComponentRegistry("widget", param="kind")
     registry.register("b")(lambda: 1)
     registry.register("a")(lambda: 2)
     assert registry.names() == ("a", "b") and "a" in registry
@@ -116,3 +118,15 @@ def test_stable_diffusion_factories_build_from_their_config(tmp_path: Path) -> N
     config = SuperResPriorConfig(images=[_swatch()], factor=2, device="cpu", seed=0,
                                  weights=str(build_tiny_upscaler(tmp_path / "x4", seed=0)))
     assert isinstance(superres_prior("stable_diffusion", config), StableDiffusionUpscalerPrior)
+
+
+def test_a_node_package_alone_resolves_a_prior_another_package_registers() -> None:
+    # What a Ray worker does: it imports only the node's module (nodes.distill.nodes), never the catalog.
+    # The sd prior is not imported by distill; asking for it by name loads the node plugins, which register it.
+    script = ("import sys, nodes.distill.nodes\n"
+              "from nodes.components.priors import SCORE_PRIORS\n"
+              "before = 'stable_diffusion' in SCORE_PRIORS._factories\n"
+              "factory = SCORE_PRIORS.get('stable_diffusion')\n"
+              "print(before, factory.__module__, 'nodes.catalog' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    assert out.stdout.split() == ["False", "nodes.sd.prior", "True"]

@@ -12,8 +12,9 @@ import torch
 from graphflow import UserError
 from graphflow.testing import make_context
 from nodes.distill.nodes import DistillPixel, DistillSemantic
-from nodes.distill.synthetic import flat_quads, procedural_references
 from nodes.types import TextureMap
+
+from helpers.distill_scenes import flat_quads, procedural_references
 
 NAMES = ("a", "b")
 FAST = {"steps": 2, "texture_size": 32, "texture_levels": 3, "bank_size": 64, "views_per_step": 2}

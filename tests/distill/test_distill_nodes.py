@@ -16,9 +16,10 @@ from nodes.distill.methods import distill_gradient, surrogate_loss
 from nodes.measures.distances import binding_accuracy, patch_sliced_wasserstein
 from nodes.distill.nodes import DistillParams, DistillPixel, DistillSemantic, SuperResAnchored, SuperResParams
 from nodes.distill.superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres
-from nodes.distill.synthetic import flat_quads, procedural_reference, procedural_references
 from nodes.distill.texture_param import PyramidTexture, select_instance_views
 from nodes.types import TextureMap
+
+from helpers.distill_scenes import flat_quads, procedural_reference, procedural_references
 
 NAMES = ("a", "b")
 FAST = {"steps": 6, "texture_size": 32, "texture_levels": 3, "bank_size": 256, "views_per_step": 2}

@@ -12,8 +12,9 @@ from graphflow.tasks import derive_seed
 from nodes.distill.loop import LoopSettings
 from nodes.distill.nodes import DistillParams, PixelParams, SuperResAnchored, SuperResParams
 from nodes.distill.superres import SuperResSettings
-from nodes.distill.synthetic import procedural_reference
 from nodes.types import Reference, TextureMap
+
+from helpers.distill_scenes import procedural_reference
 
 
 @pytest.mark.parametrize(("settings_cls", "params"), [(LoopSettings, DistillParams()), (LoopSettings, PixelParams()),

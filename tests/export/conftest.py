@@ -14,9 +14,10 @@ from PIL import Image
 
 from graphflow import Keyed
 from graphflow.testing import make_context
-from nodes.brdf.synthetic import sphere_on_floor
 from nodes.export.nodes import ExportGltf, ExportMaterialx, ExportUsd
 from nodes.types import Instance, PBRMaps
+
+from helpers.brdf_scenes import sphere_on_floor
 
 SIZE = 32
 # a leading digit and a space; unicode and an accent; two names that sanitise to the same identifier

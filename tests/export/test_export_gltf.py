@@ -14,10 +14,11 @@ from PIL import Image
 
 from graphflow import FileBlob, Keyed, UserError
 from graphflow.testing import make_context
-from nodes.brdf.synthetic import sphere_on_floor
 from nodes.export.nodes import ExportGltf, PreviewRender
 from nodes.export.validator import issue_summary, validate_glb, validator_available
 from nodes.types import PBRMaps
+
+from helpers.brdf_scenes import sphere_on_floor
 
 SIZE = 32
 

@@ -1,5 +1,6 @@
 """The module import graph of a package, read from its source (function-level imports included),
-for tests of the layout: no import cycles, the engine never importing the node layer."""
+for tests of the layout: no import cycles, the engine never importing the node layer, the node
+packages on their floors, no import hidden in a function body."""
 from __future__ import annotations
 
 import ast
@@ -43,6 +44,22 @@ def import_graph(root: Path, package: str) -> nx.DiGraph:
                 if target in files and target != name:
                     graph.add_edge(name, target)
     return graph
+
+
+def function_imports(root: Path, package: str) -> list[tuple[str, str, int]]:
+    """(module, imported module, line) for every import inside a function body (relative ones resolved)."""
+    files = {module_name(root, p, package): p for p in root.rglob("*.py")}
+    found = []
+    for name, path in sorted(files.items()):
+        for function in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if isinstance(node, ast.Import):
+                    found += [(name, a.name, node.lineno) for a in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    found.append((name, _resolve(name, path.name == "__init__.py", node), node.lineno))
+    return sorted(set(found))
 
 
 def cycles(graph: nx.DiGraph) -> list[list[str]]:

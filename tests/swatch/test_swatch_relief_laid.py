@@ -7,8 +7,9 @@ import torch
 
 import nodes.catalog  # noqa: F401
 from graphflow.testing import make_context
-from nodes.brdf.decompose import tangent_to_world, unlit_maps
+from nodes.brdf.decompose import unlit_maps
 from nodes.brdf.materials import material_prior
+from nodes.brdf.normals import tangent_to_world
 from nodes.brdf.texels import texel_geometry
 from nodes.scene.nodes import SegmentParts
 from nodes.texture.project import ProjectionSettings, project_instance

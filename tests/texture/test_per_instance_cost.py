@@ -151,7 +151,8 @@ def test_refinement_stages_score_against_the_projection_s_ideal(scenes, referenc
     instance = instances["item"]
     ctx = lambda node: make_context(node, item="item")  # noqa: E731
     start = TextureProject({"texels_per_metre": 96.0}).run(ctx("project"), crowded, instance, reference)
-    reprojected = ideal_atlas(crowded, instance, reference, TextureMap(start.image, start.mask, dict(start.info)))
+    without_ideal = TextureMap(start.image, start.mask, dict(start.info), scale=start.scale)
+    reprojected = ideal_atlas(crowded, instance, reference, without_ideal)
     assert start.ideal is not None and torch.equal(start.ideal, reprojected)
     assert not torch.equal(start.ideal, start.image)  # another phase: keeping the start does not score 0
     views = SampleViews({"resolution": 48, "isolate": True, "texels_per_metre": 96.0}).run(

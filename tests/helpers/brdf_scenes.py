@@ -1,4 +1,4 @@
-"""Small procedural scenes with known materials, for tests and benchmarks of this stage.
+"""Small procedural scenes with known materials, for tests of the BRDF and export stages.
 
 `sphere_on_floor`: a UV sphere (latitude-longitude atlas, v = 0 at the north
 pole) resting on a square floor (planar atlas), two instances; the floor is
@@ -17,8 +17,8 @@ from graphflow import Keyed
 from nodes.export.tangents import vertex_tangents
 from nodes.types import Instance, Scene
 
-from .decompose import BakedLighting, render_baked
-from .texels import TexelGeometry, ambient_occlusion, texel_geometry
+from nodes.brdf.baked import BakedLighting, render_baked
+from nodes.brdf.texels import TexelGeometry, ambient_occlusion, texel_geometry
 
 
 def _uv_sphere(rings: int, segments: int, radius: float, centre: tuple[float, float, float]

@@ -1,4 +1,4 @@
-"""Small synthetic inputs for tests and benchmarks of the distillation stage.
+"""Small synthetic inputs for tests of the distillation stage.
 
 `flat_quads(names, views_per_instance, resolution)` builds a `Scene` of one
 unit quad per instance (each with UVs over the whole [0, 1]² atlas) and a
