@@ -134,7 +134,7 @@ class Scoring:
     distance: Callable[[PyramidTexture], float]
     seams: Callable[[torch.Tensor], float] | None = None
     start: torch.Tensor | None = None  # the image whose seams set the limit
-    # share of texels whose colour the swatch never has (`seams_photo.invented_colour_share`); None: unchecked
+    # share of texels whose colour the swatch never has (`nodes.measures.colour.invented_colour_share`); None: unchecked
     invented: Callable[[torch.Tensor], float] | None = None
     # each measure's limit, measured on `start` once per stage rather than once per candidate
     _limits: dict[str, float] = field(default_factory=dict, repr=False)
