@@ -1,8 +1,9 @@
 """Texture quality against the swatch repeated at its real size (issue 13's measure), per instance.
 
-Runs the shipped texturing chain (texture.project -> distill.semantic -> distill.pixel ->
-superres.anchored -> brdf.decompose) on a scene and prints, per instance, the structure distance of
-the result and of four reference points measured in the same run (the ideal at another phase: what a
+Runs the shipped demo graph's texturing chain through `graphflow.run` (`nodes.quality`:
+texture.project -> distill.semantic -> distill.pixel -> superres.anchored -> brdf.decompose) on a scene
+and prints, per instance, the structure distance of the result and of four reference points measured in
+the same run (the ideal at another phase: what a
 perfect result scores; a flat mean colour; the swatch stretched once over the UV island; the swatch at
 twice its size), the Portilla-Simoncelli distance, ΔE76, seam ratio and outlier share; plus the same
 for texture.project alone. Last line: JSON with the per-instance ratios result / ideal-at-another-phase.
@@ -22,29 +23,20 @@ import dataclasses
 import json
 import math
 import time
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-from graphflow.testing import make_context
-from nodes.distill.acceptance import CHAIN_DEFAULTS, evaluate_instance, format_table, texture_chain
-from nodes.scene.nodes import SegmentParts
-
-FEWER_STEPS = {"views": {"max_count": 8}, "semantic": {"steps": 30}, "pixel": {"steps": 20}, "superres": {"steps": 10},
-               "brdf": {"ao_rays": 8}}
-
-
-def inputs(which: str):
-    if which == "shapes":
-        from nodes.texture.samples import shapes_references, shapes_scene
-
-        scene = shapes_scene()
-        return scene, SegmentParts({}).run(make_context("segment"), scene), shapes_references()
-    from nodes.scene.nodes import BindReferences, DemoRoomNode
-
-    room = DemoRoomNode({}).run(make_context("scene"))
-    instances = SegmentParts({}).run(make_context("segment"), room.scene)
-    return room.scene, instances, BindReferences({}).run(make_context("bind"), instances, references=room.references)
+from graphflow import Keyed
+from nodes.quality.acceptance import evaluate_instance, evaluate_run, format_table
+from nodes.quality.chain import FEWER_STEPS, run_chain
+from nodes.quality.photo import photo_row
+from nodes.quality.scenes import run_scene
+from nodes.texture.project import ProjectionSettings, project_instance
+from nodes.texture.samples import shapes_references
+from nodes.types import Reference
+from tests.helpers.photo_swatches import HELD_OUT, TUNING, floor_scene, reference_of
 
 
 def main() -> None:
@@ -58,18 +50,10 @@ def main() -> None:
     if args.scene == "photos":
         photo_stages(args.steps, [n for n in args.swatches.split(",") if n])
         return
-    scene, instances, refs = inputs(args.scene)
     start = time.perf_counter()
-    results = texture_chain(scene, instances, refs, FEWER_STEPS if args.steps == "fewer" else {})
+    run = run_scene(args.scene, FEWER_STEPS if args.steps == "fewer" else {})
     seconds = time.perf_counter() - start
-    density0 = float(CHAIN_DEFAULTS["project"]["texels_per_metre"])
-    final_rows, start_rows = [], []
-    for name, result in results.items():
-        density = density0 * result.final.albedo.shape[-1] / result.start.image.shape[-1]
-        final_rows.append(evaluate_instance(scene, instances, name, refs[name], result.final.albedo, density,
-                                            result.views))
-        start_rows.append(evaluate_instance(scene, instances, name, refs[name], result.start.image, density0,
-                                            result.views))
+    final_rows, start_rows = evaluate_run(run), evaluate_run(run, stage="start")
     print(f"## {args.scene}: exported albedo (after distillation, super-resolution, BRDF)\n")
     print(format_table(final_rows))
     print(f"\n## {args.scene}: texture.project alone\n")
@@ -86,15 +70,12 @@ def main() -> None:
 
 
 PHOTO_WIDTH, PHOTO_CROP = 1.5, 64  # 4 x 4 repeats as on the issue's 3 m floor at 0.75 m, at half the scale (CPU time)
-PHOTO_FEWER = {**FEWER_STEPS, "material": {"seamless": True}, "views": {"max_count": 6, "resolution": 96}, "brdf": {"ao_rays": 4},
-               "project": {"texels_per_metre": 256 / PHOTO_WIDTH}}
+PHOTO_FEWER = {**FEWER_STEPS, "material": {"seamless": True}, "views": {"max_count": 6, "resolution": 96},
+               "brdf": {"ao_rays": 4}, "project": {"texels_per_metre": 256 / PHOTO_WIDTH}}
 
 
-def photo_swatches():
+def photo_swatches() -> Iterator[tuple[str, str, Reference]]:
     """(set, name, Reference): the photo sets and the shapes scene's procedural swatches as floor swatches."""
-    from nodes.texture.samples import shapes_references
-    from tests.helpers.photo_swatches import HELD_OUT, TUNING, reference_of
-
     for group, swatches in (("tuning", TUNING), ("held_out", HELD_OUT)):
         for swatch in swatches:
             yield group, swatch.name, reference_of(swatch, size=PHOTO_WIDTH / 4, crop=PHOTO_CROP)
@@ -103,21 +84,16 @@ def photo_swatches():
             yield "procedural", name, dataclasses.replace(ref, size=PHOTO_WIDTH / 4)
 
 
-def photo_stage_rows(group: str, name: str, reference, steps: str) -> list[dict]:
+def photo_stage_rows(group: str, name: str, reference: Reference, steps: str) -> list[dict]:
     """One row per stage of the chain on the floor: what it changed and every issue-25 measure."""
-    from graphflow import Keyed
-    from nodes.distill.seams_photo import photo_row
-    from nodes.texture.project import ProjectionSettings, project_instance
-    from tests.helpers.photo_swatches import floor_scene
-
     scene, instances = floor_scene(PHOTO_WIDTH)
-    result = texture_chain(scene, instances, Keyed({"floor": reference}),
-                           PHOTO_FEWER if steps == "fewer" else {"project": PHOTO_FEWER["project"],
-                                                                  "material": PHOTO_FEWER["material"]})["floor"]
+    params = PHOTO_FEWER if steps == "fewer" else {"project": PHOTO_FEWER["project"],
+                                                   "material": PHOTO_FEWER["material"]}
+    run = run_chain(params, scene=scene, instances=instances, references=Keyed({"floor": reference}))
+    result = run.results["floor"]
     material = result.stages["material"]
-    density0 = PHOTO_FEWER["project"]["texels_per_metre"]
     by_hand = project_instance(scene, instances["floor"].face_mask, reference, ProjectionSettings(
-        texels_per_metre=density0, max_size=4096)).image
+        texels_per_metre=result.start.scale.texels_per_metre, max_size=4096)).image
     maps = [("crop tiled by hand", by_hand, result.start.mask, reference.images[0], reference.size),
             ("material+project", result.start.image, result.start.mask, material.albedo, material.size)]
     maps += [(stage, result.stages[stage].image, result.stages[stage].mask, material.albedo, material.size)
@@ -125,7 +101,7 @@ def photo_stage_rows(group: str, name: str, reference, steps: str) -> list[dict]
     maps.append(("brdf", result.final.albedo, result.final.mask, material.albedo, material.size))
     rows, previous = [], None
     for stage, image, mask, tile, tile_size in maps:
-        density = density0 * image.shape[-1] / result.start.image.shape[-1]
+        density = run.density("floor", image)
         quality = evaluate_instance(scene, instances, "floor", reference, image, density, result.views, full=False)
         row = photo_row(name, image, mask, reference.images[0], reference.size, tile, tile_size, density, quality)
         changed = math.nan

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from helpers.photo_swatches import HELD_OUT, TUNING, floor_scene, reference_of
-from nodes.distill.seams_photo import register_tiles, tile_seams
+from nodes.measures.seams import register_tiles, tile_seams
 from nodes.swatch.nodes import material_from_reference
 from nodes.swatch.tileable import TileSettings
 from nodes.texture.project import ProjectionSettings, project_instance

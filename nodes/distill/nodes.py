@@ -23,14 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Keyed, Node, Resources, UserError, register
 from nodes.components.priors import ScorePrior, ScorePriorConfig, score_prior
+from nodes.measures.colour import INVENTED_SHARE_LIMIT, invented_colour_share
+from nodes.measures.distances import patch_sliced_wasserstein, structure_target_over
+from nodes.measures.seams import seam_ratio_measure
 from nodes.render.uv_raster import uv_island_mask
 from nodes.types import DomainAdapter, Instance, Reference, Scene, SwatchMaterial, TextureMap, Views, as_reference
 
 from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
                      reference_images, with_weights)
 from .loop import LoopSettings, distill_texture
-from .metrics import patch_sliced_wasserstein, seam_ratio_measure, structure_target_over
-from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share
 from .stretch import tiled_baseline
 from .superres_node import SuperResAnchored, SuperResParams, detail_transfer, keep_best_upscale
 from .texture_param import InstanceViews, PyramidTexture, seen_texels, select_instance_views
@@ -133,7 +134,7 @@ class Scoring:
     distance: Callable[[PyramidTexture], float]
     seams: Callable[[torch.Tensor], float] | None = None
     start: torch.Tensor | None = None  # the image whose seams set the limit
-    # share of texels whose colour the swatch never has (`seams_photo.invented_colour_share`); None: unchecked
+    # share of texels whose colour the swatch never has (`nodes.measures.colour.invented_colour_share`); None: unchecked
     invented: Callable[[torch.Tensor], float] | None = None
     # each measure's limit, measured on `start` once per stage rather than once per candidate
     _limits: dict[str, float] = field(default_factory=dict, repr=False)

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.components.priors import SUPERRES_PRIORS, PriorBatch, SuperResPrior, SuperResPriorConfig
+from nodes.measures.distances import superres_report
 from nodes.render.uv_raster import fill_atlas_gutter, uv_island_mask
 from nodes.types import Instance, Scene
 
@@ -40,7 +41,6 @@ from .closed_form import (
 )
 from .loop import AveragedAdam
 from .methods import mask_like, sds_weight
-from .metrics import superres_report
 from .schedule import StepSettings, timestep
 from .texture_param import PyramidTexture
 
@@ -214,7 +214,6 @@ def upsampled_map(value: torch.Tensor | None, factor: int, out_mask: torch.Tenso
 
 def superres_info(out: torch.Tensor, image: torch.Tensor, out_mask: torch.Tensor, mask: torch.Tensor,
                   reference: torch.Tensor, factor: int) -> dict[str, Any]:
-
     return superres_report(out, image, out_mask, mask, reference, factor)
 
 

@@ -15,6 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from graphflow import Context, Node, Resources, UserError, register
 from nodes.components.priors import SuperResPriorConfig, superres_prior
+from nodes.measures.colour import INVENTED_SHARE_LIMIT, invented_colour_share, isolated_outliers
+from nodes.measures.distances import structure_target
+from nodes.measures.seams import seam_ratio_measure
 from nodes.render.uv_raster import fill_atlas_gutter
 from nodes.texture.world import project, swatch_at
 from nodes.types import Instance, Reference, Scene, SwatchMaterial, TextureMap, as_reference
@@ -22,8 +25,6 @@ from nodes.types import Instance, Reference, Scene, SwatchMaterial, TextureMap, 
 from .common import (SEAM_RATIO_LIMIT, SELECTION_MEASURE, PriorName, check_noise_range_and_stride,
                      reference_images, with_weights)
 from .loop import with_one_restart
-from .metrics import isolated_outliers, seam_ratio_measure, structure_target
-from .seams_photo import INVENTED_SHARE_LIMIT, invented_colour_share
 from .superres import SuperResSettings, anchored_superres, output_coverage, superres_info, upsampled_map
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
-from nodes.distill.seams_photo import far_from_palette
+from nodes.measures.colour import far_from_palette, mean_colour_delta_e76
 
 
 CANDIDATE_STRIPS = 8  # strips whose cuts are computed (the best by edge match)
@@ -188,8 +188,6 @@ def period_span(photo: np.ndarray, min_fraction: float, max_delta_e: float = 4.0
     """(row, column, height, width) of the span the tile keeps: the texture's period (`best_period`), unless
     that span's mean colour is more than `max_delta_e` from the photo's (a short period on a small photo
     keeps too few bricks to carry the photo's colour mix); then a longer minimum, then the whole photo."""
-    from nodes.distill.metrics import mean_colour_delta_e76
-
     whole = torch.from_numpy(photo[:3]).float()
     for fraction in (min_fraction, max(min_fraction, 0.8)):
         x0, width = best_period(photo, 2, fraction)

@@ -28,6 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodes.measures.colour import mean_colour_delta_e76
+from nodes.measures.distances import structure_distance
+
 from .tileable import _closed_min_path, _min_path
 
 
@@ -242,8 +245,6 @@ def vary_measures(swatch: torch.Tensor, result: torch.Tensor, seed: int = 0) -> 
     at least two swatches wide) in the swatch's own 2D space: the autocorrelation at the swatch's period
     (max of x and y), the structure distance to the swatch repeated exactly (the ideal) beside the ideal at
     another phase's (bound: 2 x that + 0.01), and the mean colour's ΔE76 from the swatch's."""
-    from nodes.distill.metrics import mean_colour_delta_e76, structure_distance
-
     h, w = swatch.shape[-2:]
     reps = (math.ceil(result.shape[-2] / h), math.ceil(result.shape[-1] / w))
     ideal = swatch[:3].float().repeat(1, *reps)[:, :result.shape[-2], :result.shape[-1]]

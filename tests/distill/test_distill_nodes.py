@@ -13,7 +13,7 @@ from nodes.components.priors import PriorBatch
 from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.loop import LoopSettings, distill_texture, with_one_restart
 from nodes.distill.methods import distill_gradient, surrogate_loss
-from nodes.distill.metrics import binding_accuracy, patch_sliced_wasserstein
+from nodes.measures.distances import binding_accuracy, patch_sliced_wasserstein
 from nodes.distill.nodes import DistillParams, DistillPixel, DistillSemantic, SuperResAnchored, SuperResParams
 from nodes.distill.superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres
 from nodes.distill.texture_param import PyramidTexture, select_instance_views

@@ -5,7 +5,7 @@ sets, playing the role of the pretrained Stable Diffusion backbone:
 "synthetic" = bright smooth two-colour gradients (flat-shaded renders),
 "real" = darker noisy textures (photographs). Then the backbone is frozen and only
 the domain shifters are trained (stage 1). Samples drawn in real mode must be
-closer (patch sliced-Wasserstein, `nodes.distill.metrics`) to held-out real
+closer (patch sliced-Wasserstein, `nodes.measures.distances`) to held-out real
 images than samples drawn in synthetic mode, and vice versa.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ pytest.importorskip("diffusers")
 
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DConditionModel  # noqa: E402
 
-from nodes.distill.metrics import patch_sliced_wasserstein  # noqa: E402
+from nodes.measures.distances import patch_sliced_wasserstein  # noqa: E402
 from nodes.sd.domain_shifter import DomainShifter  # noqa: E402
 from nodes.sd.training import diffusion_loss, evaluation_loss, train_domain_shifter  # noqa: E402
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 
 from helpers.photo_swatches import TUNING, floor_scene, reference_of
-from nodes.distill.seams_photo import invented_colour_share, tile_seams
+from nodes.measures.colour import invented_colour_share
+from nodes.measures.seams import tile_seams
 from nodes.swatch.nodes import material_from_reference
 from nodes.swatch.tileable import TileSettings, make_tileable, wrap_novelty
 from nodes.texture.project import ProjectionSettings, project_instance

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 import nodes.catalog  # noqa: F401
-import nodes.distill.metrics as metrics
+import nodes.measures.seams as seams_module
 import nodes.render.embree as embree
 import nodes.render.uv_raster as uv_raster
 import nodes.texture.charts as charts_module
 from graphflow.testing import make_context
-from nodes.distill.metrics import seam_ratio
 from nodes.distill.nodes import DistillPixel, DistillSemantic
 from nodes.distill.world_scale import ideal_atlas, selection_closeups
+from nodes.measures.seams import seam_ratio
 from nodes.render.nodes import SampleViews
 from nodes.render.views import sample_views
 from nodes.render.uv_raster import texel_fragments
@@ -87,8 +87,8 @@ def test_texel_fragments_follow_the_instance(scenes, monkeypatch) -> None:
 def test_charts_seams_and_the_seam_measure_follow_the_instance(scenes, monkeypatch) -> None:
     crowded, instances, alone, alone_instances = scenes
     welded: list[int] = []
-    edge_pairs, seam_edges = metrics._edge_pairs, charts_module._seam_edges
-    monkeypatch.setattr(metrics, "_edge_pairs", lambda p, f, *a: (welded.append(len(p)), edge_pairs(p, f, *a))[1])
+    edge_pairs, seam_edges = seams_module._edge_pairs, charts_module._seam_edges
+    monkeypatch.setattr(seams_module, "_edge_pairs", lambda p, f, *a: (welded.append(len(p)), edge_pairs(p, f, *a))[1])
     monkeypatch.setattr(charts_module, "_seam_edges",
                         lambda p, u, f: (welded.append(len(p)), seam_edges(p, u, f))[1])
     faces, faces_alone = crowded.faces[instances["item"].face_mask], alone.faces[alone_instances["item"].face_mask]

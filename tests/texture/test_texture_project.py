@@ -11,7 +11,7 @@ from PIL import Image
 import nodes.catalog  # noqa: F401
 from graphflow import Keyed, UserError
 from graphflow.testing import make_context
-from nodes.distill.metrics import seam_ratio
+from nodes.measures.seams import seam_ratio
 from nodes.scene.demo_room import DemoInstance, Quad, box, build_room_references, instance_mesh
 from nodes.scene.loader import assemble_scene
 from nodes.scene.nodes import SegmentParts

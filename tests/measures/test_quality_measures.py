@@ -1,4 +1,4 @@
-"""Issue 13's quality measures (`nodes/distill/metrics.py`): each test checks an ordering or a value
+"""Issue 13's quality measures (`nodes/measures`): each test checks an ordering or a value
 that a wrong implementation would miss."""
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from nodes.distill.metrics import (
-    isolated_outliers,
-    mean_colour_delta_e76,
-    seam_ratio,
-    structure_distance,
-    texture_statistics_distance,
-)
+from nodes.measures.colour import isolated_outliers, mean_colour_delta_e76
+from nodes.measures.distances import _sorted_projections, structure_distance, structure_target, structure_target_over
+from nodes.measures.seams import seam_ratio
+from nodes.measures.statistics import texture_statistics_distance
+from nodes.scene.loader import load_scene
 
 COLOURS = torch.tensor([[0.75, 0.55, 0.3], [0.15, 0.2, 0.35]])
 VIEWS, SIZE, PERIOD = 6, 128, 16
@@ -290,8 +289,6 @@ def test_seam_ratio_without_seams() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not SHEEN.exists(), reason="needs ../shared/assets/SheenChair")
 def test_seam_ratio_on_sheen_chair_is_fast_and_sees_its_seams() -> None:
-    from nodes.scene.loader import load_scene
-
     scene = load_scene(SHEEN)
     atlas = torch.rand(3, 256, 256, generator=torch.Generator().manual_seed(0))
     start = time.process_time()  # CPU seconds: the 2-core CI machine is often shared
@@ -304,8 +301,6 @@ def test_seam_ratio_on_sheen_chair_is_fast_and_sees_its_seams() -> None:
 def test_structure_target_is_structure_distance_for_every_candidate() -> None:
     """One target (the ideal's side built once) scores many render sets on the same masks exactly as the
     one-shot measure does, on any thread count (the sort is split over threads)."""
-    from nodes.distill.metrics import structure_target
-
     g = torch.Generator().manual_seed(5)
     masks = (torch.rand(3, 1, 80, 72, generator=g) > 0.15).float()
     masks[:, :, 20:60, 20:50] = 1
@@ -323,8 +318,6 @@ def test_structure_target_is_structure_distance_for_every_candidate() -> None:
 
 
 def test_sorted_projections_are_torch_s_sort_on_any_thread_count() -> None:
-    from nodes.distill.metrics import _sorted_projections
-
     g = torch.Generator().manual_seed(1)
     points, directions = torch.randn(5000, 75, generator=g), torch.randn(75, 33, generator=g)
     before = torch.get_num_threads()
@@ -341,10 +334,6 @@ def test_one_structure_target_over_views_and_close_ups_ranks_the_ideal_first() -
     """The selection measure over two render sets at once (a stage's views and close-ups): the ideal's
     own renders score below a blurred copy, which scores below a flat colour; the same inputs give the
     same number."""
-    import torch.nn.functional as F
-
-    from nodes.distill.metrics import structure_target_over
-
     stripes = ((torch.arange(96) // 6) % 2).float()
     sets = []
     for height, width in ((64, 96), (48, 80)):

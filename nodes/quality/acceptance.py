@@ -25,13 +25,20 @@ from dataclasses import dataclass, field
 
 import torch
 
+from nodes.distill.stretch import tiled_baseline
+from nodes.distill.texture_param import InstanceViews, select_instance_views
+from nodes.distill.world_scale import closeup_views
+from nodes.measures.colour import isolated_outliers, mean_colour_delta_e76
+from nodes.measures.distances import structure_distance
+from nodes.measures.seams import seam_ratio
+from nodes.measures.statistics import texture_statistics_distance
+from nodes.render.ops import sample_texture_map, uv_derivatives
+from nodes.render.uv_raster import uv_island_mask
+from nodes.texture.project import ProjectionSettings, project_instance
+from nodes.texture.world import instance_charts
 from nodes.types import Instance, Reference, Scene, Views
 
-from .metrics import (isolated_outliers, mean_colour_delta_e76, seam_ratio, structure_distance,
-                      texture_statistics_distance)
-from .stretch import tiled_baseline
-from .texture_param import InstanceViews, select_instance_views
-from .world_scale import closeup_views
+from .chain import ChainRun
 
 OTHER_PHASE = (0.37, 0.61)  # fractions of the swatch: the ideal shifted by this much
 BASELINES = ("ideal_phase", "flat", "stretched", "twice")
@@ -39,8 +46,6 @@ BASELINES = ("ideal_phase", "flat", "stretched", "twice")
 
 def render_texture(image: torch.Tensor, views: InstanceViews) -> torch.Tensor:
     """Renders `[B, 3, H, W]` of an atlas `[3, h, w]` through an instance's views (zero off the instance)."""
-    from nodes.render.ops import sample_texture_map
-
     with torch.no_grad():
         out = sample_texture_map(image.float(), views.uv, boundary_mode="clamp").permute(0, 3, 1, 2)
     return out * views.mask
@@ -48,8 +53,6 @@ def render_texture(image: torch.Tensor, views: InstanceViews) -> torch.Tensor:
 
 def render_filtered(image: torch.Tensor, views: InstanceViews) -> torch.Tensor:
     """Like `render_texture`, through mip maps chosen by each pixel's UV footprint (no aliasing)."""
-    from nodes.render.ops import sample_texture_map, uv_derivatives
-
     mask = views.mask[:, 0] > 0.5
     with torch.no_grad():
         out = sample_texture_map(image.float(), views.uv, boundary_mode="clamp", filter_mode="linear-mipmap-linear",
@@ -60,8 +63,6 @@ def render_filtered(image: torch.Tensor, views: InstanceViews) -> torch.Tensor:
 def ideal_atlases(scene: Scene, instance: Instance, reference: Reference, side: int, texels_per_metre: float
                   ) -> dict[str, torch.Tensor]:
     """The ideal and the baselines on a `side`² atlas of the instance."""
-    from nodes.texture.project import ProjectionSettings, project_instance
-
     def project(ref: Reference, phase: tuple[float, float] = (0.0, 0.0), zoom: float = 1.0) -> torch.Tensor:
         settings = ProjectionSettings(texels_per_metre=texels_per_metre, min_size=side, max_size=side,
                                       blend_width=0.0, phase=phase, fit_zoom=zoom)
@@ -84,8 +85,6 @@ def ideal_atlases(scene: Scene, instance: Instance, reference: Reference, side: 
 
 
 def project_mask(scene: Scene, instance: Instance, side: int) -> torch.Tensor:
-    from nodes.render.uv_raster import uv_island_mask
-
     return uv_island_mask(scene.uvs, scene.faces[instance.face_mask], side)
 
 
@@ -165,12 +164,20 @@ def evaluate_instance(scene: Scene, instances: Mapping[str, Instance], name: str
                              "ideal_outliers": isolated_outliers(atlases["ideal"], mask)})
 
 
+def evaluate_run(run: ChainRun, full: bool = True, stage: str = "final") -> list[QualityRow]:
+    """Every instance's row for a chain run: of its exported albedo (`stage` "final") or of texture.project's
+    atlas alone ("start"), at that atlas's density."""
+    rows = []
+    for name, result in run.results.items():
+        atlas = result.final.albedo if stage == "final" else result.start.image
+        rows.append(evaluate_instance(run.scene, run.instances, name, run.references[name], atlas,
+                                      run.density(name, atlas), result.views, full=full))
+    return rows
+
+
 def _atlas_side(scene: Scene, instance: Instance, texels_per_metre: float, side: int) -> float:
     """The side `texels_per_metre` alone would give (before rounding): rescales the density to `side`."""
-    from nodes.texture.charts import build_charts
-
-    faces = scene.faces[instance.face_mask].numpy()
-    charts = build_charts(scene.positions.numpy(), scene.normals.numpy(), scene.uvs.numpy(), faces)
+    charts = instance_charts(scene, instance)
     uv = float(charts.uv_area.sum())
     return texels_per_metre * math.sqrt(float(charts.area.sum()) / uv) if uv > 0 else float(side)
 
@@ -186,53 +193,3 @@ def format_table(rows: list[QualityRow]) -> str:
                      f"{p['flat']:.3f} | {r.delta_e:.2f} | {r.seam:.2f} | {r.outliers:.4f} | "
                      f"{'yes' if not r.failures() else 'NO: ' + '; '.join(r.failures())} |")
     return "\n".join(lines)
-
-
-# The shipped graphs' params (graphs/demo_room.yaml) for `texture_chain`; tests pass fewer steps.
-CHAIN_DEFAULTS: dict[str, dict] = {
-    # the demo room's swatches are procedural albedo, not photos, and are laid as given (see demo_room.yaml)
-    "material": {"fit": "none", "seamless": False},
-    "views": {"resolution": 128, "isolate": True, "texels_per_metre": 128.0}, "project": {"texels_per_metre": 128.0},
-    "semantic": {"prior": "closed_form", "method": "vsd", "init_t_max": 0.4, "steps": 30},
-    "pixel": {"prior": "closed_form", "steps": 20}, "superres": {"prior": "closed_form", "factor": 2, "steps": 20},
-    "brdf": {"baked_shading": False, "ao_rays": 32},
-}
-
-
-@dataclass
-class ChainResult:
-    start: object  # TextureMap of texture.project
-    final: object  # PBRMaps of brdf.decompose
-    views: Views
-    stages: dict = field(default_factory=dict)  # swatch.material's SwatchMaterial and each stage's TextureMap
-
-
-def texture_chain(scene: Scene, instances: Mapping[str, Instance], references: Mapping[str, Reference],
-                  params: Mapping[str, dict] | None = None) -> dict[str, ChainResult]:
-    """Per instance, the shipped chain material -> project -> semantic -> pixel -> superres -> brdf, with the
-    per-item seeds a graph run derives (so the textures are a graph run's)."""
-    from graphflow.tasks import derive_seed
-    from graphflow.testing import make_context
-    from nodes.brdf.nodes import Decompose
-    from nodes.render.nodes import SampleViews
-    from nodes.swatch.nodes import SwatchMaterialNode
-    from nodes.texture.nodes import TextureProject
-
-    from .nodes import DistillPixel, DistillSemantic, SuperResAnchored
-
-    p = {k: {**v, **(params or {}).get(k, {})} for k, v in CHAIN_DEFAULTS.items()}
-    views = SampleViews(p["views"]).run(make_context("views"), scene, instances)
-    out = {}
-    for name in references:
-        seed = derive_seed(0, name)
-        ctx = lambda node: make_context(node, item=name, seed=seed)  # noqa: E731
-        material = SwatchMaterialNode(p["material"]).run(ctx("material"), references[name])
-        start = TextureProject(p["project"]).run(ctx("project"), scene, instances[name], material)
-        semantic = DistillSemantic(p["semantic"]).run(ctx("semantic"), scene, instances[name], material, views, start)
-        pixel = DistillPixel(p["pixel"]).run(ctx("pixel"), scene, instances[name], material, views, semantic)
-        superres = SuperResAnchored(p["superres"]).run(ctx("superres"), pixel, material, scene=scene,
-                                                       instances=instances[name])
-        final = Decompose(p["brdf"]).run(ctx("brdf"), scene, instances[name], superres, references[name])
-        out[name] = ChainResult(start, final, views, {"material": material, "semantic": semantic, "pixel": pixel,
-                                                      "superres": superres})
-    return out
