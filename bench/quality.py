@@ -34,7 +34,7 @@ from nodes.quality.chain import FEWER_STEPS, run_chain
 from nodes.quality.photo import photo_row
 from nodes.quality.scenes import run_scene
 from nodes.texture.project import ProjectionSettings, project_instance
-from nodes.texture.samples import shapes_references
+from nodes.quality.shapes import shapes_references
 from nodes.types import Reference
 from tests.helpers.photo_swatches import HELD_OUT, TUNING, floor_scene, reference_of
 

@@ -1,7 +1,7 @@
 """The acceptance scenes, each run through the shipped chain (`chain.run_chain`).
 
 - `demo`: the demo room, the shipped `graphs/demo_room.yaml` as it is (its own scene, segments, references);
-- `shapes`: the shapes scene (`nodes.texture.samples`: a wood box, a striped cylinder, a checker floor, a
+- `shapes`: the shapes scene (`nodes.quality.shapes`: a wood box, a striped cylinder, a checker floor, a
   dotted sphere, a noisy plate) with its procedural swatches, segmented by the graph;
 - `chair`: SheenChair (from the shared assets folder) with swatches cut from its own albedo textures at
   the size one image spans on the chair (`chair_swatches`), its fabric and wood instances only.
@@ -20,7 +20,7 @@ from graphflow.testing import make_context
 from nodes.scene.images import load_image
 from nodes.scene.loader import load_scene
 from nodes.scene.nodes import SegmentParts
-from nodes.texture.samples import shapes_references, shapes_scene
+from nodes.quality.shapes import shapes_references, shapes_scene
 from nodes.types import Instance, Reference, Scene
 
 from .chain import ChainRun, run_chain

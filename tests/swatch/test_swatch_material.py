@@ -11,7 +11,7 @@ from nodes.distill.superres import upsampled_map
 from nodes.scene.nodes import SegmentParts
 from nodes.swatch.nodes import SwatchMaterialNode
 from nodes.texture.project import ProjectionSettings, project_instance
-from nodes.texture.samples import shapes_references, shapes_scene
+from nodes.quality.shapes import shapes_references, shapes_scene
 from nodes.types import SwatchMaterial
 
 

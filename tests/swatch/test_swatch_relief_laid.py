@@ -13,7 +13,7 @@ from nodes.brdf.normals import tangent_to_world
 from nodes.brdf.texels import texel_geometry
 from nodes.scene.nodes import SegmentParts
 from nodes.texture.project import ProjectionSettings, project_instance
-from nodes.texture.samples import shapes_references, shapes_scene
+from nodes.quality.shapes import shapes_references, shapes_scene
 from nodes.types import SwatchMaterial
 
 

@@ -9,7 +9,7 @@ from nodes.measures.seams import tile_seams
 from nodes.swatch.nodes import material_from_reference
 from nodes.swatch.tileable import TileSettings, make_tileable, wrap_novelty
 from nodes.texture.project import ProjectionSettings, project_instance
-from nodes.texture.samples import checker, stripes
+from nodes.quality.shapes import checker, stripes
 
 WIDTH, CROP = 1.5, 64  # 4 x 4 repeats of a 0.375 m photo on a 256² atlas, one texel per photo pixel
 

@@ -28,7 +28,7 @@ from nodes.scene.segment import segment_scene
 from nodes.texture.charts import build_charts
 from nodes.texture.nodes import TextureProject
 from nodes.texture.project import ProjectionSettings, project_instance
-from nodes.texture.samples import stripes
+from nodes.quality.shapes import stripes
 from nodes.types import Reference, TextureMap
 
 

@@ -19,7 +19,7 @@ from nodes.scene.references import bind_references
 from nodes.texture.charts import build_charts
 from nodes.texture.nodes import TextureProject
 from nodes.texture.project import ProjectionSettings, atlas_side, project_instance
-from nodes.texture.samples import checker, shapes_references, shapes_scene, stripes
+from nodes.quality.shapes import checker, shapes_references, shapes_scene, stripes
 from nodes.types import DEFAULT_SWATCH_SIZE, Instance, Reference
 
 X, Y, Z = (1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)

@@ -24,7 +24,7 @@ from nodes.scene.loader import assemble_scene
 from nodes.scene.segment import segment_scene
 from nodes.texture.nodes import ProjectParams, TextureProject
 from nodes.texture.project import project_instance
-from nodes.texture.samples import stripes
+from nodes.quality.shapes import stripes
 from nodes.texture.world import ideal_texture, instance_charts, phase_of_fraction, project, swatch_at, wanted_side
 from nodes.types import PBRMaps, ProjectionSettings, Reference, TextureMap, WorldScale
 
