@@ -53,9 +53,10 @@ class TextureProject(Node):
     phase and blends; from a bound Reference, its first image."""
 
     name = "texture.project"
-    version = 4  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
+    version = 5  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
     # 3: charts of equal area (to 6 digits) keep their order, whatever the scene's unit (issue 23)
     # 4: the output carries its WorldScale (`TextureMap.scale`, issue 24)
+    # 5: min-error cuts instead of cross-fades at smooth seams and triplanar blends; creases left sharp (issue 25)
     Params = ProjectParams
     map_over = ("instances", "references")
     reads_only = ("scene",)  # shared by every item: not copied per item

@@ -4,9 +4,9 @@ A swatch spans `width_m` x `height_m` metres (`Reference.size` and the image's
 aspect ratio). Before lookups it is resampled (antialiased) to the atlas's
 texel density when it has more pixels than the atlas can show, so a fine
 pattern averages instead of aliasing into speckle. `sample_tiled` repeats it
-(wrap), `sample_fitted` places it once (clamp), `sample_triplanar` projects it
-along the three world axes and blends by the normal (for charts whose UVs
-cannot carry it undistorted).
+(wrap), `sample_fitted` places it once (clamp), `sample_along_axis` projects it
+along one world axis per point (triplanar charts, whose UVs cannot carry it
+undistorted; `nodes.texture.project` picks the axis).
 """
 from __future__ import annotations
 
@@ -90,8 +90,8 @@ def sample_fitted(swatch: Swatch, unit: torch.Tensor) -> torch.Tensor:
     return _bilinear(swatch.image, unit[:, 0] * w, unit[:, 1] * h, wrap=False)
 
 
-def triplanar_coords(position: torch.Tensor, normal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per point, the three axis projections' coordinates `[3, N, 2]` and blend weights `[3, N]`.
+def triplanar_coords(position: torch.Tensor, normal: torch.Tensor) -> torch.Tensor:
+    """Per point, the three axis projections' coordinates `[3, N, 2]` (metres, x right, y down).
 
     Each projection reads as seen from outside the surface: on a wall facing +X the swatch's right is
     -Z and its down is -Y; on a floor (+Y) right is +X and down is +Z.
@@ -103,14 +103,14 @@ def triplanar_coords(position: torch.Tensor, normal: torch.Tensor) -> tuple[torc
         torch.stack([x, z * sy], -1),
         torch.stack([x * sz, -y], -1),
     ])
-    weights = normal.abs().pow(4).T
-    return coords, weights / weights.sum(0, keepdim=True).clamp_min(1e-12)
+    return coords
 
 
-def sample_triplanar(swatch: Swatch, position: torch.Tensor, normal: torch.Tensor,
-                     phase: torch.Tensor | None = None) -> torch.Tensor:
-    """Colours `[N, 3]`: the tiled swatch projected along X, Y and Z, blended by the normal."""
-    coords, weights = triplanar_coords(position, normal)
+def sample_along_axis(swatch: Swatch, position: torch.Tensor, normal: torch.Tensor, axis: torch.Tensor,
+                      phase: torch.Tensor | None = None) -> torch.Tensor:
+    """Colours `[N, C]`: the tiled swatch projected along world axis `axis [N]` (0 x, 1 y, 2 z) per point."""
+    coords = triplanar_coords(position, normal)
+    chosen = coords[axis, torch.arange(len(axis))]
     if phase is not None:
-        coords = coords + phase
-    return sum(weights[k, :, None] * sample_tiled(swatch, coords[k]) for k in range(3))
+        chosen = chosen + phase
+    return sample_tiled(swatch, chosen)

@@ -16,8 +16,8 @@ from nodes.types import SwatchMaterial
 
 
 def test_a_material_lays_height_and_roughness_exactly_like_its_albedo() -> None:
-    """Height and roughness go through the same charts, triplanar blend and seam blend as the colour: each map
-    laid alone as a grey picture gives the same atlas (the sphere has a triplanar chart and seams)."""
+    """Height and roughness go through the same charts, triplanar projections and seam cuts as the colour (the
+    sphere has a triplanar chart and seams)."""
     scene = shapes_scene()
     instances = SegmentParts({}).run(make_context("segment"), scene)
     reference = shapes_references()["ball"]
@@ -32,16 +32,17 @@ def test_a_material_lays_height_and_roughness_exactly_like_its_albedo() -> None:
     laid = project_instance(scene, face_mask, material, settings, with_ideal=True)
     plain = project_instance(scene, face_mask, reference, settings, with_ideal=True)
     assert torch.equal(laid.image, plain.image) and torch.equal(laid.ideal, plain.ideal)
-    for name, value in (("height", height), ("roughness", roughness)):
-        alone = project_instance(scene, face_mask, dataclasses.replace(reference, images=(value.expand(3, -1, -1),)),
-                                 settings)
-        got = getattr(laid, name)
-        assert got.shape == (1, *laid.image.shape[-2:])
-        if name == "height":  # a grey picture is clamped to [0, 1]; height is laid unclamped: compare shifted
-            alone = project_instance(scene, face_mask, dataclasses.replace(
-                reference, images=((value + 0.5).expand(3, -1, -1),)), settings)
-            got = got + 0.5
-        assert torch.allclose(got[0], alone.image[0], atol=1e-6), name
+    # Every map takes the albedo's choices (which chart's pattern, which triplanar axis, where a seam cut runs):
+    # lookups are linear in the map, so a map scaled and shifted lays as the same map scaled and shifted.
+    other = dataclasses.replace(material, height=height * 3 + 0.001, roughness=1 - roughness)
+    relaid = project_instance(scene, face_mask, other, settings)
+    assert torch.equal(relaid.image, laid.image)
+    assert torch.allclose(relaid.height, laid.height * 3 + 0.001, atol=1e-6)
+    assert torch.allclose(relaid.roughness, (1 - laid.roughness).clamp(0, 1), atol=1e-6)
+    for name in ("height", "roughness"):
+        assert getattr(laid, name).shape == (1, *laid.image.shape[-2:])
+    # ... and the map follows the pattern: where the albedo shows a dot, the roughness (the albedo's mean) does.
+    assert torch.allclose(laid.roughness[0], laid.image.mean(0), atol=1e-5)
     assert float(laid.height.min()) < 0  # signed metres survive
 
 
