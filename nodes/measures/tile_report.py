@@ -67,7 +67,7 @@ def _direction_row(seams: DirectionSeams, spans: float) -> dict[str, Any] | str:
     if seams.boundaries == 0:
         return "not measurable: no texture across this direction, or no boundary with 6 lines either side"
     ratios = {"a": seams.correlation, "b": seams.step, "c": seams.band}
-    row: dict[str, Any] = {k: round(float(v), 4) for k, v in ratios.items()}
+    row: dict[str, Any] = {k: round(float(v), 4) if math.isfinite(v) else None for k, v in ratios.items()}  # JSON
     row["boundaries"] = seams.boundaries
     row["pass"] = all(BOUNDS[k][0] <= v <= BOUNDS[k][1] for k, v in ratios.items())
     return row

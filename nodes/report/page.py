@@ -28,6 +28,8 @@ from graphflow import FileBlob, FileTree
 
 from ..export.gltf_writer import encode_png, linear_to_srgb, material_pngs
 from ..export.names import identifiers
+from ..measures.tile_report import tile_report
+from ..texture.world import instance_charts
 from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
 
 FILES = "index_files"
@@ -136,6 +138,16 @@ def map_paths(name: str, ident: str, maps: PBRMaps, materials: FileTree | None) 
     return {slot: f"{FILES}/maps/{ident}_{suffix}.png" for slot, suffix in MAP_SUFFIXES.items()}, files
 
 
+def tile_seams_of(scene: Scene, instance: Instance, maps: PBRMaps, texture: TextureMap | None) -> dict[str, Any] | None:
+    """Issue 25's tile-seam ratios of the shipped albedo (`nodes.measures.tile_report`) for an instance laid in
+    `tile` mode at its real size; None for any other (no world scale, `fit`)."""
+    if texture is None or texture.scale is None or texture.scale.mode != "tile":
+        return None
+    same_atlas = tuple(maps.albedo.shape[-2:]) == tuple(texture.image.shape[-2:])
+    atlas, mask = (maps.albedo, maps.mask) if same_atlas else (texture.image[:3], texture.mask)
+    return tile_report(instance_charts(scene, instance), atlas, mask.bool(), texture.scale)
+
+
 def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, texture: TextureMap | None,
                    reference: Reference | None, scene: Scene) -> dict[str, Any]:
     """Everything the page shows about one instance except its files."""
@@ -159,6 +171,7 @@ def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, tex
         "px_per_metre": px_per_m,
         "focus": focus(maps.mask, window_texels), "swatch_m": swatch_m,
         "measures": measures(info, dict(maps.info)),
+        "tile_seams": tile_seams_of(scene, instance, maps, texture),
     }
 
 
@@ -183,6 +196,7 @@ def page_files(scene: Scene, instances: dict[str, Instance], pbr: dict[str, PBRM
     files[f"{FILES}/asset.glb.js"] = b'window.GRAPHFLOW_GLB = "' + base64.b64encode(asset.data) + b'";\n'
     files["index.html"] = static_file("index.html").replace(b"{{title}}", _html_text(title).encode())
     summary = {"page": "index.html", "instances": len(entries),
+               "tile_seams": {e["name"]: e["tile_seams"] for e in entries if e["tile_seams"] is not None},
                "bytes_beyond_model": sum(len(v) for k, v in files.items() if not k.endswith("asset.glb.js"))}
     return files, summary
 
