@@ -79,3 +79,23 @@ def test_what_cannot_be_measured_says_so() -> None:
     charts = instance_charts(scene, instances["floor"])
     assert tile_report(charts, torch.zeros(3, 8, 8), torch.ones(8, 8, dtype=torch.bool), None) == {
         "measurable": False, "why": "not a swatch laid in tile mode at its real size"}
+
+
+def test_the_known_phase_is_where_registration_puts_the_swatch() -> None:
+    """The frame's tile origin (from the chart's map and the projection's phase, no registration) agrees with
+    `register_tiles` on the resampled image, for a shifted phase and a rotated chart."""
+    from nodes.measures.seams import register_tiles
+    from nodes.measures.tile_report import swatch_frame
+
+    swatch = periodic_noise()
+    for rotated in (False, True):
+        scene, instances = floor_scene(WIDTH)
+        if rotated:
+            scene = dataclasses.replace(scene, uvs=torch.stack([1 - scene.uvs[:, 1], scene.uvs[:, 0]], 1).contiguous())
+        settings = ProjectionSettings(texels_per_metre=256 / WIDTH, max_size=256, phase=(0.1, 0.23))
+        texture = project_instance(scene, instances["floor"].face_mask, Reference(images=(swatch,), size=WIDTH / 4),
+                                   settings)
+        charts = instance_charts(scene, instances["floor"])
+        image, mask, origin, period = swatch_frame(charts, 0, texture.image, texture.mask, texture.scale)
+        found = register_tiles(image, mask, swatch, period)
+        assert all(min((f - o) % p, (o - f) % p) <= 1 for f, o, p in zip(found, origin, period)), (found, origin)
