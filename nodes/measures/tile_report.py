@@ -51,9 +51,10 @@ def swatch_frame(charts: Charts, chart: int, atlas: torch.Tensor, atlas_mask: to
     inside = uv_island_mask(torch.from_numpy(grid), torch.from_numpy(faces), (int(count[1]), int(count[0])))
     xs = (start[0] + np.arange(count[0]) + 0.5) * step[0]
     ys = (start[1] + np.arange(count[1]) + 0.5) * step[1]
-    points = np.stack(np.meshgrid(xs, ys, indexing="xy"), -1).reshape(-1, 2)
-    uv = (points - offset) @ np.linalg.inv(linear).T
-    where = torch.from_numpy(uv * 2 - 1).float().reshape(1, int(count[1]), int(count[0]), 2)
+    inverse = torch.from_numpy(np.linalg.inv(linear))
+    dx, dy = torch.from_numpy(xs - offset[0])[None, :], torch.from_numpy(ys - offset[1])[:, None]
+    u, v = inverse[0, 0] * dx + inverse[0, 1] * dy, inverse[1, 0] * dx + inverse[1, 1] * dy  # [R, C] each (affine)
+    where = (torch.stack([u, v], -1) * 2 - 1).float()[None]
     image = F.grid_sample(atlas[None].float(), where, mode="bilinear", padding_mode="border", align_corners=False)[0]
     covered = F.grid_sample(atlas_mask[None, None].float(), where, mode="nearest", padding_mode="zeros",
                             align_corners=False)[0, 0] > 0.5
