@@ -74,11 +74,26 @@ def _direction_row(seams: DirectionSeams, spans: float) -> dict[str, Any] | str:
     return row
 
 
-def tile_report(charts: Charts, atlas: torch.Tensor, atlas_mask: torch.Tensor, scale: WorldScale | None
-                ) -> dict[str, Any]:
+def swatch_tiled(swatch: torch.Tensor, shape: tuple[int, int], origin: tuple[int, int], period: tuple[int, int]
+                 ) -> torch.Tensor:
+    """The swatch `[3, h, w]` at the period's size repeated over `shape` (rows, columns) with its top-left corner
+    at `origin`: what a perfectly laid texture shows in the frame."""
+    small = F.interpolate(swatch.float()[None, :3], size=period, mode="bilinear", antialias=True,
+                          align_corners=False)[0].clamp(0, 1)
+    rows = (torch.arange(shape[0]) - origin[0]) % period[0]
+    cols = (torch.arange(shape[1]) - origin[1]) % period[1]
+    return small[:, rows][:, :, cols]
+
+
+def tile_report(charts: Charts, atlas: torch.Tensor, atlas_mask: torch.Tensor, scale: WorldScale | None,
+                swatch: torch.Tensor | None = None) -> dict[str, Any]:
     """Issue 25's tile-seam ratios of one instance's albedo atlas over its largest chart: per direction
     (`x`: boundaries between columns, `y`: between rows) a, b, c, the boundaries read and whether all three
-    are within `BOUNDS`, or a string saying why the direction is not measurable."""
+    are within `BOUNDS`, or a string saying why the direction is not measurable.
+
+    `swatch` (the image laid, spanning the scale's swatch size): the same ratios of the swatch itself repeated
+    in the same frame and mask, under `swatch`: a pattern with an edge on the swatch's own border (grout,
+    a stripe) reads as a seam however well it is laid, and this says so."""
     if scale is None or scale.mode != "tile":
         return {"measurable": False, "why": "not a swatch laid in tile mode at its real size"}
     if charts.count == 0:
@@ -94,5 +109,10 @@ def tile_report(charts: Charts, atlas: torch.Tensor, atlas_mask: torch.Tensor, s
     rows, cols = mask.any(1).sum().item(), mask.any(0).sum().item()
     x = _direction_row(seams.across_columns, cols / period[1])
     y = _direction_row(seams.across_rows, rows / period[0])
-    return {"measurable": isinstance(x, dict) or isinstance(y, dict), "x": x, "y": y,
-            "period_texels": [period[1], period[0]], "grid": [int(mask.shape[1]), int(mask.shape[0])]}
+    report = {"measurable": isinstance(x, dict) or isinstance(y, dict), "x": x, "y": y,
+              "period_texels": [period[1], period[0]], "grid": [int(mask.shape[1]), int(mask.shape[0])]}
+    if swatch is not None and report["measurable"]:
+        ideal = tile_seams_at(swatch_tiled(swatch, tuple(mask.shape), origin, period), mask, origin, period)
+        report["swatch"] = {"x": _direction_row(ideal.across_columns, cols / period[1]),
+                            "y": _direction_row(ideal.across_rows, rows / period[0])}
+    return report

@@ -138,14 +138,19 @@ def map_paths(name: str, ident: str, maps: PBRMaps, materials: FileTree | None) 
     return {slot: f"{FILES}/maps/{ident}_{suffix}.png" for slot, suffix in MAP_SUFFIXES.items()}, files
 
 
-def tile_seams_of(scene: Scene, instance: Instance, maps: PBRMaps, texture: TextureMap | None) -> dict[str, Any] | None:
+def tile_seams_of(scene: Scene, instance: Instance, maps: PBRMaps, texture: TextureMap | None,
+                  reference: Reference | None) -> dict[str, Any] | None:
     """Issue 25's tile-seam ratios of the shipped albedo (`nodes.measures.tile_report`) for an instance laid in
-    `tile` mode at its real size; None for any other (no world scale, `fit`)."""
+    `tile` mode at its real size; None for any other (no world scale, `fit`). The reference's own ratios
+    come along where it is the swatch laid (its width is the scale's: an `exact` repeat, not a `vary` quilt)."""
     if texture is None or texture.scale is None or texture.scale.mode != "tile":
         return None
     same_atlas = tuple(maps.albedo.shape[-2:]) == tuple(texture.image.shape[-2:])
     atlas, mask = (maps.albedo, maps.mask) if same_atlas else (texture.image[:3], texture.mask)
-    return tile_report(instance_charts(scene, instance), atlas, mask.bool(), texture.scale)
+    laid = reference is not None and bool(reference.images) and \
+        math.isclose(float(reference.size), texture.scale.swatch_size_m[0], rel_tol=1e-3)
+    return tile_report(instance_charts(scene, instance), atlas, mask.bool(), texture.scale,
+                       reference.images[0] if laid else None)
 
 
 def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, texture: TextureMap | None,
@@ -171,7 +176,7 @@ def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, tex
         "px_per_metre": px_per_m,
         "focus": focus(maps.mask, window_texels), "swatch_m": swatch_m,
         "measures": measures(info, dict(maps.info)),
-        "tile_seams": tile_seams_of(scene, instance, maps, texture),
+        "tile_seams": tile_seams_of(scene, instance, maps, texture, reference),
     }
 
 

@@ -121,6 +121,7 @@ def test_the_page_and_its_summary_carry_the_tile_seams_of_a_tiled_instance() -> 
     assert seams["measurable"] and seams["period_texels"] == [64, 64]
     assert {"a", "b", "c", "boundaries", "pass"} <= set(seams["x"]) and {"a", "b", "c", "pass"} <= set(seams["y"])
     assert not (seams["x"]["pass"] and seams["y"]["pass"])
+    assert set(seams["swatch"]) == {"x", "y"}  # the reference is the swatch laid: its own ratios come along
     assert tree.summary["tile_seams"] == {"floor": seams}
     json.dumps(tree.summary, allow_nan=False)  # report.json stays strict JSON
     untextured = RunPage().run(make_context("page"), scene=scene, instances=instances, pbr=Keyed({"floor": pbr}),

@@ -43,7 +43,7 @@ def laid(reference: Reference, rotated: bool = False) -> dict:
     floor = instances["floor"]
     texture = project_instance(scene, floor.face_mask, reference, ProjectionSettings(texels_per_metre=256 / WIDTH,
                                                                                      max_size=256))
-    return tile_report(instance_charts(scene, floor), texture.image, texture.mask, texture.scale)
+    return tile_report(instance_charts(scene, floor), texture.image, texture.mask, texture.scale, reference.images[0])
 
 
 def test_a_tileable_swatch_passes_in_both_directions() -> None:
@@ -53,6 +53,7 @@ def test_a_tileable_swatch_passes_in_both_directions() -> None:
         row = report[direction]
         assert row["a"] >= 0.85 and 0.67 <= row["b"] <= 1.5 and row["c"] >= 0.7 and row["pass"], report
         assert row["boundaries"] >= 3, report
+        assert report["swatch"][direction]["pass"], report  # the swatch itself repeated: seamless too
 
 
 def test_a_photo_crop_laid_as_is_shows_its_seams() -> None:
@@ -61,6 +62,8 @@ def test_a_photo_crop_laid_as_is_shows_its_seams() -> None:
         rows = [report[d] for d in ("x", "y") if isinstance(report[d], dict)]
         assert rows and any(r["a"] < 0.85 or not 0.67 <= r["b"] <= 1.5 for r in rows), (swatch.name, report)
         assert not all(r["pass"] for r in rows), (swatch.name, report)
+        # laid as is, the texture shows exactly the crop's own edges: the swatch repeated reads the same
+        assert [report["swatch"][d]["pass"] for d in ("x", "y")] == [report[d]["pass"] for d in ("x", "y")]
 
 
 def test_a_rotated_chart_gives_the_same_verdict() -> None:

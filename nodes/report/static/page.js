@@ -211,12 +211,14 @@
     if (!t) return null;
     const label = el('span', { class: 'k', text: 'tile seams (largest chart, swatch frame): ' });
     if (!t.measurable) return el('div', { class: 'tile-seams' }, label, el('span', { text: t.why }));
+    const f = (v) => (v === null ? '–' : v.toFixed(2));
+    const ratios = (r) => `a ${f(r.a)} / b ${f(r.b)} / c ${f(r.c)}`;
     const part = (d) => {
-      const r = t[d];
+      const r = t[d], own = t.swatch && t.swatch[d];
       if (typeof r === 'string') return el('span', { text: `${r} (${d})` });
-      const f = (v) => (v === null ? '–' : v.toFixed(2));
-      return el('span', { class: r.pass ? 'pass' : 'fail',
-        text: `a ${f(r.a)} / b ${f(r.b)} / c ${f(r.c)} (${d}) ${r.pass ? 'pass' : 'FAIL'}` });
+      // the swatch itself repeated in the same frame: an edge on its own border reads as a seam however it is laid
+      const ownText = own && typeof own === 'object' ? ` [swatch itself: ${ratios(own)} ${own.pass ? 'pass' : 'fail'}]` : '';
+      return el('span', { class: r.pass ? 'pass' : 'fail', text: `${ratios(r)} (${d}) ${r.pass ? 'pass' : 'FAIL'}${ownText}` });
     };
     return el('div', { class: 'tile-seams', title: `period ${t.period_texels.join('×')} texels; want a ≥ 0.85, b in [0.67, 1.5], c ≥ 0.7` },
       label, part('x'), el('span', { text: ', ' }), part('y'));
