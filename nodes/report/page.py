@@ -5,7 +5,8 @@ What the page shows comes from three places, so that the node stays cached like 
   scripts, `index_files/asset.glb.js` (the glb's bytes as base64: a page opened from `file://` may
   not `fetch()` a file, but it may run a classic script beside it, and the viewer gets a blob URL),
   the swatches as given (PNGs), and `index_files/page_data.js` (instances, their boxes, the paths of
-  the map PNGs the exporters wrote, scales and measures);
+  the map PNGs the exporters wrote, scales and measures, and per instance laid in `tile` mode the tile-seam
+  ratios of issue 25 item 2 (`nodes.measures.tile_report`), also in the node's summary, so in report.json);
 - the map PNGs themselves are the exporters' (`asset_textures/*.png` of export.materialx), shown with
   `<img>` and never copied; a graph without export.materialx gets the same bytes under
   `index_files/maps/` (`gltf_writer.material_pngs`, the glTF's own PNGs);
