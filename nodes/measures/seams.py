@@ -393,8 +393,14 @@ def tile_seams(image: torch.Tensor, mask: torch.Tensor, swatch: torch.Tensor, pe
                ) -> TileSeams:
     """The tile-seam ratios (module docstring) of `image [3, H, W]` (atlas, `mask [H, W]`), where the swatch
     repeats every `period = (rows, columns)` texels."""
-    py, px = period
-    oy, ox = register_tiles(image, mask, swatch, period)
+    return tile_seams_at(image, mask, register_tiles(image, mask, swatch, period), period)
+
+
+def tile_seams_at(image: torch.Tensor, mask: torch.Tensor, origin: tuple[int, int], period: tuple[int, int]
+                  ) -> TileSeams:
+    """`tile_seams` where the swatch's top-left corner is known to land at texel `origin = (row, column)`
+    (modulo the period): an image resampled in the swatch's own frame needs no registration."""
+    (oy, ox), (py, px) = origin, period
     values = _perceptual(image)
     columns = _direction(values, mask, ox, px)
     rows = _direction(values.transpose(1, 2), mask.T, oy, py)

@@ -23,7 +23,7 @@ class RunPage(Node):
     file:// with no server or network. Map PNGs are export.materialx's (`materials`), never copied."""
 
     name = "report.page"
-    version = 1
+    version = 2  # 2: per-instance tile seams (issue 25 item 2)
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -5,7 +5,8 @@ What the page shows comes from three places, so that the node stays cached like 
   scripts, `index_files/asset.glb.js` (the glb's bytes as base64: a page opened from `file://` may
   not `fetch()` a file, but it may run a classic script beside it, and the viewer gets a blob URL),
   the swatches as given (PNGs), and `index_files/page_data.js` (instances, their boxes, the paths of
-  the map PNGs the exporters wrote, scales and measures);
+  the map PNGs the exporters wrote, scales and measures, and per instance laid in `tile` mode the tile-seam
+  ratios of issue 25 item 2 (`nodes.measures.tile_report`), also in the node's summary, so in report.json);
 - the map PNGs themselves are the exporters' (`asset_textures/*.png` of export.materialx), shown with
   `<img>` and never copied; a graph without export.materialx gets the same bytes under
   `index_files/maps/` (`gltf_writer.material_pngs`, the glTF's own PNGs);
@@ -28,6 +29,8 @@ from graphflow import FileBlob, FileTree
 
 from ..export.gltf_writer import encode_png, linear_to_srgb, material_pngs
 from ..export.names import identifiers
+from ..measures.tile_report import tile_report
+from ..texture.world import instance_charts
 from ..types import Instance, PBRMaps, Reference, Scene, TextureMap
 
 FILES = "index_files"
@@ -136,6 +139,21 @@ def map_paths(name: str, ident: str, maps: PBRMaps, materials: FileTree | None) 
     return {slot: f"{FILES}/maps/{ident}_{suffix}.png" for slot, suffix in MAP_SUFFIXES.items()}, files
 
 
+def tile_seams_of(scene: Scene, instance: Instance, maps: PBRMaps, texture: TextureMap | None,
+                  reference: Reference | None) -> dict[str, Any] | None:
+    """Issue 25's tile-seam ratios of the shipped albedo (`nodes.measures.tile_report`) for an instance laid in
+    `tile` mode at its real size; None for any other (no world scale, `fit`). The reference's own ratios
+    come along where it is the swatch laid (its width is the scale's: an `exact` repeat, not a `vary` quilt)."""
+    if texture is None or texture.scale is None or texture.scale.mode != "tile":
+        return None
+    same_atlas = tuple(maps.albedo.shape[-2:]) == tuple(texture.image.shape[-2:])
+    atlas, mask = (maps.albedo, maps.mask) if same_atlas else (texture.image[:3], texture.mask)
+    laid = reference is not None and bool(reference.images) and \
+        math.isclose(float(reference.size), texture.scale.swatch_size_m[0], rel_tol=1e-3)
+    return tile_report(instance_charts(scene, instance), atlas, mask.bool(), texture.scale,
+                       reference.images[0] if laid else None)
+
+
 def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, texture: TextureMap | None,
                    reference: Reference | None, scene: Scene) -> dict[str, Any]:
     """Everything the page shows about one instance except its files."""
@@ -159,6 +177,7 @@ def instance_entry(name: str, ident: str, instance: Instance, maps: PBRMaps, tex
         "px_per_metre": px_per_m,
         "focus": focus(maps.mask, window_texels), "swatch_m": swatch_m,
         "measures": measures(info, dict(maps.info)),
+        "tile_seams": tile_seams_of(scene, instance, maps, texture, reference),
     }
 
 
@@ -183,6 +202,7 @@ def page_files(scene: Scene, instances: dict[str, Instance], pbr: dict[str, PBRM
     files[f"{FILES}/asset.glb.js"] = b'window.GRAPHFLOW_GLB = "' + base64.b64encode(asset.data) + b'";\n'
     files["index.html"] = static_file("index.html").replace(b"{{title}}", _html_text(title).encode())
     summary = {"page": "index.html", "instances": len(entries),
+               "tile_seams": {e["name"]: e["tile_seams"] for e in entries if e["tile_seams"] is not None},
                "bytes_beyond_model": sum(len(v) for k, v in files.items() if not k.endswith("asset.glb.js"))}
     return files, summary
 

@@ -97,3 +97,33 @@ def test_report_script_cannot_close_the_page_script(tmp_path) -> None:
     text = (tmp_path / "report.js").read_text()
     assert "</" not in text and text.startswith("window.GRAPHFLOW_RUN = ")
     assert json.loads(text[len("window.GRAPHFLOW_RUN = "):].rstrip().rstrip(";"))["nodes"][0]["note"].startswith("</script>")
+
+
+def test_the_page_and_its_summary_carry_the_tile_seams_of_a_tiled_instance() -> None:
+    """A photo crop laid as is on a floor (tile mode, 4 x 4 repeats): the page's instance and the node's
+    summary (report.json's `outputs.page.summary`) carry issue 25's ratios, and the seams fail."""
+    from helpers.photo_swatches import TUNING, floor_scene, reference_of
+    from nodes.texture.project import ProjectionSettings, project_instance
+    from nodes.types import PBRMaps
+
+    scene, instances = floor_scene(1.5)
+    reference = reference_of(TUNING[0], size=1.5 / 4, crop=64)
+    texture = project_instance(scene, instances["floor"].face_mask, reference,
+                               ProjectionSettings(texels_per_metre=256 / 1.5, max_size=256))
+    ones = torch.ones(1, 256, 256)
+    normal = torch.cat([torch.zeros(2, 256, 256), ones])
+    pbr = PBRMaps(albedo=texture.image, roughness=ones, metallic=0 * ones, normal=normal, occlusion=ones,
+                  mask=texture.mask, material="stone")
+    tree = RunPage().run(make_context("page"), scene=scene, instances=instances, pbr=Keyed({"floor": pbr}),
+                         asset=FileBlob(b"glTF" + bytes(16), ".glb"), references=Keyed({"floor": reference}),
+                         texture=Keyed({"floor": texture}))
+    seams = page_data(tree.files)["instances"][0]["tile_seams"]
+    assert seams["measurable"] and seams["period_texels"] == [64, 64]
+    assert {"a", "b", "c", "boundaries", "pass"} <= set(seams["x"]) and {"a", "b", "c", "pass"} <= set(seams["y"])
+    assert not (seams["x"]["pass"] and seams["y"]["pass"])
+    assert set(seams["swatch"]) == {"x", "y"}  # the reference is the swatch laid: its own ratios come along
+    assert tree.summary["tile_seams"] == {"floor": seams}
+    json.dumps(tree.summary, allow_nan=False)  # report.json stays strict JSON
+    untextured = RunPage().run(make_context("page"), scene=scene, instances=instances, pbr=Keyed({"floor": pbr}),
+                               asset=FileBlob(b"glTF" + bytes(16), ".glb"))
+    assert page_data(untextured.files)["instances"][0]["tile_seams"] is None and untextured.summary["tile_seams"] == {}

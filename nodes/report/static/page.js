@@ -204,6 +204,26 @@
     return [...new Set([...notes, ...warned])];
   }
 
+  // Issue 25's tile seams (report.page's `tile_seams`): per direction a / b / c and the verdict against
+  // a >= 0.85, 0.67 <= b <= 1.5, c >= 0.7 (computed by the node), or why it is not measurable.
+  function tileSeams(inst) {
+    const t = inst.tile_seams;
+    if (!t) return null;
+    const label = el('span', { class: 'k', text: 'tile seams (largest chart, swatch frame): ' });
+    if (!t.measurable) return el('div', { class: 'tile-seams' }, label, el('span', { text: t.why }));
+    const f = (v) => (v === null ? '–' : v.toFixed(2));
+    const ratios = (r) => `a ${f(r.a)} / b ${f(r.b)} / c ${f(r.c)}`;
+    const part = (d) => {
+      const r = t[d], own = t.swatch && t.swatch[d];
+      if (typeof r === 'string') return el('span', { text: `${r} (${d})` });
+      // the swatch itself repeated in the same frame: an edge on its own border reads as a seam however it is laid
+      const ownText = own && typeof own === 'object' ? ` [swatch itself: ${ratios(own)} ${own.pass ? 'pass' : 'fail'}]` : '';
+      return el('span', { class: r.pass ? 'pass' : 'fail', text: `${ratios(r)} (${d}) ${r.pass ? 'pass' : 'FAIL'}${ownText}` });
+    };
+    return el('div', { class: 'tile-seams', title: `period ${t.period_texels.join('×')} texels; want a ≥ 0.85, b in [0.67, 1.5], c ≥ 0.7` },
+      label, part('x'), el('span', { text: ', ' }), part('y'));
+  }
+
   function instanceCard(inst, whole) {
     const scale = inst.texels_per_metre ? `atlas scale ${Math.round(inst.texels_per_metre)} texels/m` : 'no atlas scale';
     const meta = [inst.material, inst.mode && `mode ${inst.mode}`, inst.swatch_m && `swatch ${fmtM(inst.swatch_m)} wide`,
@@ -217,7 +237,7 @@
     const notes = runNotes(inst).map((n) => el('p', { class: 'note', text: n }));
     return el('article', { class: 'instance', id: `instance-${inst.ident}` },
       el('h3', { text: inst.name }), el('div', { class: 'meta', text: meta + (inst.prompt ? ` · “${inst.prompt}”` : '') }),
-      panels, table, ...notes);
+      panels, table, ...[tileSeams(inst)].filter(Boolean), ...notes);
   }
 
   function instances() {
