@@ -42,7 +42,7 @@ class ProjectionSettings:
     texels_per_metre: float = 128.0
     min_size: int = 64
     max_size: int = 1024
-    blend_width: float = 0.08  # metres: how far from a smooth seam the cut between the two charts' patterns may run
+    blend_width: float = 0.08  # metres: half-width of the cross-fade across seams
     max_distortion: float = 0.12  # mean |log stretch| above which a chart is triplanar
     min_chart_texels: float = 16.0  # charts smaller than this many texels of area are triplanar
     # Metres added to every swatch coordinate (a shifted repeat). Metres, not fractions of the swatch: the

@@ -56,7 +56,7 @@ class TextureProject(Node):
     version = 5  # 2: the output carries `ideal` (what the refinement stages score against); charts weld per instance
     # 3: charts of equal area (to 6 digits) keep their order, whatever the scene's unit (issue 23)
     # 4: the output carries its WorldScale (`TextureMap.scale`, issue 24)
-    # 5: min-error cuts instead of cross-fades at smooth seams and triplanar blends; creases left sharp (issue 25)
+    # 5: triplanar charts: one axis per texel, a min-error cut where two meet (no half-and-half doubles; issue 25)
     Params = ProjectParams
     map_over = ("instances", "references")
     reads_only = ("scene",)  # shared by every item: not copied per item

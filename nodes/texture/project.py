@@ -7,14 +7,13 @@ Per atlas texel (the surface point it shows, from `texel_fragments`):
   hold a few texels use a triplanar projection of the same swatch instead: each
   texel one axis's projection, and where two axes are nearly equal a min-error
   cut (`nodes.texture.cuts`) decides which, so dots are never doubled;
-- across a smooth seam (two faces that meet on the surface but not in the atlas)
-  one side takes, within `blend_width` metres of the seam, the neighbour's
-  pattern continued across the edge (the point unfolded into the neighbour's
-  plane) up to a min-error cut: both sides agree at the seam and no texel mixes
-  two patterns (a cross-fade ghosted both at half strength). Across a crease
-  (faces folded by more than `CREASE_DEGREES`: a box's edge, a stool's rim)
-  the cut stays within a third of that: the pattern wraps just over the edge
-  instead of fanning into wedges on a disc;
+- across a seam (two faces that meet on the surface but not in the atlas) the
+  two charts' patterns are cross-faded over `blend_width` metres: a texel near the
+  seam mixes its own chart's pattern with the neighbour's pattern continued
+  across the edge (the point unfolded into the neighbour's plane), half and
+  half on the seam itself, so both sides agree there (a min-error cut there,
+  as on triplanar charts, measured worse across a stool's rim: see issue 25's
+  note);
 - `fit`: the picture is stretched once over the instance's largest chart (a
   rug's top, a painting's face), axis-aligned with that chart's frame; the
   other charts take the colour of the picture's outer ring.
@@ -43,13 +42,11 @@ from .charts import Charts, build_charts
 from .cuts import choose_by_cut
 from .swatch import Swatch, sample_along_axis, sample_fitted, sample_tiled
 
-
 GUTTER_TEXELS = 2
 FILL_RINGS = 8  # texels past the gutter filled from the island; beyond, its mean colour
 # The ideal (`project_instance(with_ideal=True)`) lies at this phase: any that is not the start's, so that a
 # refinement that merely keeps its start does not measure zero against it.
 IDEAL_PHASE = (0.37, 0.61)  # metres
-CREASE_DEGREES = 30.0  # across seams folded by more than this the cut stays close to the edge
 TRIPLANAR_BAND = 0.6  # where the normal's two largest components differ by less, a cut picks the projection
 
 
@@ -179,16 +176,6 @@ def _nearest_own_seam(charts: Charts, texels: Texels, chart: torch.Tensor, band:
     return half_edge, has
 
 
-def _fold_cosine(charts: Charts, face: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Cosine of the angle between the normals of each seam half-edge's face and the face across it."""
-    normals = []
-    for faces in (charts.seams.face[face], other):
-        corners = charts.face_points(faces)
-        n = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-        normals.append(n / np.clip(np.linalg.norm(n, axis=1, keepdims=True), 1e-12, None))
-    return (normals[0] * normals[1]).sum(1)
-
-
 def _segment_distance(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
     """Distance from points `[..., 2]` to segments `[..., 2, 2]` (broadcast)."""
     a, b = segments[..., 0, :], segments[..., 1, :]
@@ -198,10 +185,9 @@ def _segment_distance(points: np.ndarray, segments: np.ndarray) -> np.ndarray:
 
 
 def blend_seams(colours: torch.Tensor, texels: Texels, charts: Charts, chart_colours: ChartColours,
-                band: float, side: int, density: float) -> torch.Tensor:
-    """Near each seam, one side takes the neighbour chart's pattern continued across the edge, up to a
-    min-error cut within `band` metres (a third of it across a crease; `nodes.texture.cuts`): both sides
-    show the same pattern at the seam and no texel mixes two."""
+                band: float) -> torch.Tensor:
+    """Cross-fade each texel near a seam with the neighbour chart's pattern continued across the edge (seams
+    between two triplanar charts are left: their colours already agree)."""
     chart = torch.from_numpy(charts.chart)[texels.face]
     half_edge, has = _nearest_own_seam(charts, texels, chart, band)
     if not has.any():
@@ -215,11 +201,13 @@ def blend_seams(colours: torch.Tensor, texels: Texels, charts: Charts, chart_col
     along = np.clip(((p - e0) * direction).sum(1), 0, np.linalg.norm(e1 - e0, axis=1))
     foot = e0 + along[:, None] * direction
     distance = np.linalg.norm(p - foot, axis=1)
+    weight = 0.5 * np.clip(1 - distance / band, 0, 1)
     other = seams.other[e]
+    # A triplanar chart's colour is a function of the 3D point: it already agrees across its seams, and a
+    # fade there would mix two axes' projections (ghosted doubles).
+    triplanar = chart_colours.triplanar_np
+    weight = np.where(triplanar[charts.chart[seams.face[e]]] & triplanar[charts.chart[other]], 0.0, weight)
     corners = charts.face_points(other)  # [N, 3, 3]
-    # Across a crease (a box's edge, a stool's rim) the neighbour's pattern, unfolded into this face, turns
-    # with every edge of a curved rim: far from the edge it would fan into wedges.
-    smooth = _fold_cosine(charts, e, other) >= math.cos(math.radians(CREASE_DEGREES))
     inward = corners.mean(1) - e0
     inward -= (inward * direction).sum(1, keepdims=True) * direction
     inward /= np.clip(np.linalg.norm(inward, axis=1, keepdims=True), 1e-12, None)
@@ -229,28 +217,10 @@ def blend_seams(colours: torch.Tensor, texels: Texels, charts: Charts, chart_col
     normal /= np.clip(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12, None)
     neighbour = chart_colours(torch.from_numpy(charts.chart[other]), torch.from_numpy(uv),
                               torch.from_numpy(unfolded), torch.from_numpy(normal))
-    # A triplanar chart's colour is a function of the 3D point: it already agrees across its seams.
-    both_triplanar = chart_colours.triplanar_np[charts.chart[charts.seams.face[e]]] & chart_colours.triplanar_np[
-        charts.chart[other]]
-    # Across a crease the cut stays within a third of the band: the pattern wraps just over the edge.
-    reach = np.where(smooth, band, band / 3)
-    switching = _switches(charts, e, other) & (distance < reach) & ~both_triplanar
-    texel = 1.0 / density
-    forced = np.where(distance < 1.5 * texel, 1, np.where(distance > reach - 1.5 * texel, 0, -1))[switching]
-    chosen = rows[switching]
-    group = charts.chart[charts.seams.face[e]] * charts.count + charts.chart[other]
-    take = choose_by_cut(side, texels.index[chosen], colours[chosen], neighbour[switching],
-                         torch.from_numpy(forced), torch.from_numpy(group[switching]))
     out = colours.clone()
-    out[torch.from_numpy(chosen)[take]] = neighbour[switching][take].to(out.dtype)
+    w = torch.from_numpy(weight).float()[:, None]
+    out[rows] = (1 - w) * colours[rows] + w * neighbour.to(colours.dtype)
     return out
-
-
-def _switches(charts: Charts, face_half_edge: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """Which side of each seam takes the other's pattern near it: the lower chart (within one chart, a
-    cylinder's wrap, the lower face), so the two sides of a seam never both switch."""
-    own_chart, other_chart = charts.chart[charts.seams.face[face_half_edge]], charts.chart[other]
-    return (own_chart < other_chart) | ((own_chart == other_chart) & (charts.seams.face[face_half_edge] < other))
 
 
 def cut_triplanar(colours: torch.Tensor, texels: Texels, chart: torch.Tensor, chart_colours: ChartColours,
@@ -383,8 +353,7 @@ def _painted_atlas(charts: Charts, texels: Texels, chart: torch.Tensor, mask: to
     else:
         chart_colours = ChartColours(charts, swatch, triplanar, settings.phase)
         colours = chart_colours(chart, texels.uv, texels.position, texels.normal)
-        colours = blend_seams(colours, texels, charts, chart_colours, settings.blend_width, side,
-                              settings.texels_per_metre)
+        colours = blend_seams(colours, texels, charts, chart_colours, settings.blend_width)
         colours = cut_triplanar(colours, texels, chart, chart_colours, side)
     channels = int(swatch.image.shape[0])
     atlas = torch.zeros(channels, side * side)
