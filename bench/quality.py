@@ -99,7 +99,8 @@ def stage_maps(result: ChainResult) -> list[tuple[str, torch.Tensor, torch.Tenso
     maps = [("project", result.start.image, result.start.mask, "")]
     for stage in SCENE_STAGES[1:-1]:
         texture = result.stages[stage]
-        maps.append((stage, texture.image, texture.mask, str(texture.info.get("init", ""))))
+        chosen = str(texture.info.get("init", "")) if stage in ("semantic", "pixel") else ""  # superres: carried on
+        maps.append((stage, texture.image, texture.mask, chosen))
     maps.append(("brdf", result.final.albedo, result.final.mask, ""))
     return maps
 
