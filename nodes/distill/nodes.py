@@ -81,6 +81,7 @@ class DistillParams(BaseModel):
                               "(e.g. texture.project's): low enough to keep its layout")
     weights: str | None = Field(None, description="stable_diffusion: local diffusers dir or cached hub id")
     domain: Literal["real", "synthetic"] | None = Field(None, description="stable_diffusion: domain mode, if supported")
+    bypass: bool = Field(False, description="pass the start through unchanged (the stage is off)")
 
     @model_validator(mode="after")
     def _check(self) -> DistillParams:
@@ -320,6 +321,21 @@ def run_distillation(params: DistillParams, ctx: Context, scene: Scene, instance
     return _with_run_info(best, scores, init)
 
 
+BYPASS_NOTE = "bypassed: the start passes through unchanged (params.bypass)"
+
+
+def bypassed(ctx: Context, init: TextureMap | None, stage: str) -> TextureMap:
+    """The start unchanged, for a stage that is off (`params.bypass`): no render, no prior, ~0 s.
+    Its info says so (`init` "bypassed") so a report or bench can tell an off stage from one that kept its input."""
+    if init is None:
+        raise UserError(f"{ctx.node_id}: params.bypass passes the 'init' input through, but none is connected",
+                        node=ctx.node_id, item=ctx.item,
+                        hint="connect init (e.g. texture.project's output) or set params.bypass=false")
+    ctx.note(BYPASS_NOTE)
+    info = {**dict(init.info), "stage": stage, "init": "bypassed", "steps": 0, "note": BYPASS_NOTE}
+    return dataclasses.replace(init, info=info)
+
+
 class DistillStage(Node):
     """What the distillation stages share: mapped per instance, two CPUs, `run_distillation` with the
     `weights` port overriding `params.weights`, the stage named by the node ('distill.pixel': 'pixel').
@@ -332,9 +348,11 @@ class DistillStage(Node):
     def distill(self, ctx: Context, scene: Scene, instance: Instance, reference: Reference | SwatchMaterial,
                 views: Views, init: TextureMap | None, guidance_bank: Keyed[Reference] | None, weights: Path | None,
                 domain_adapter: DomainAdapter | None = None) -> TextureMap:
+        stage = self.name.removeprefix("distill.")
+        if self.params.bypass:
+            return bypassed(ctx, init, stage)
         return run_distillation(with_weights(self.params, weights), ctx, scene, instance, as_reference(reference),
-                                views,
-                                guidance_bank, init, self.name.removeprefix("distill."), domain_adapter=domain_adapter)
+                                views, guidance_bank, init, stage, domain_adapter=domain_adapter)
 
 
 @register
@@ -342,8 +360,8 @@ class DistillSemantic(DistillStage):
     """Instance-level score distillation of a texture from the bound references (CustomTex's semantic stage)."""
 
     name = "distill.semantic"
-    version = 6  # 5: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
-    # 6: carries the start's WorldScale (`TextureMap.scale`, issue 24)
+    version = 7  # 5: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
+    # 6: carries the start's WorldScale (`TextureMap.scale`, issue 24); 7: params.bypass (issue 25 item 5)
     Params = DistillParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,
@@ -370,8 +388,8 @@ class DistillPixel(DistillStage):
     """Detail and sharpness at the finest scale from the semantic stage's texture (CustomTex's pixel stage)."""
 
     name = "distill.pixel"
-    version = 5  # 4: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
-    # 5: carries the start's WorldScale (`TextureMap.scale`, issue 24)
+    version = 6  # 4: a candidate with invented colours is refused (issue 25 item 3); carries height/roughness
+    # 5: carries the start's WorldScale (`TextureMap.scale`, issue 24); 6: params.bypass (issue 25 item 5)
     Params = PixelParams
 
     def run(self, ctx: Context, scene: Scene, instances: Instance, references: Reference | SwatchMaterial,

@@ -14,7 +14,8 @@ from nodes.distill.closed_form import ClosedFormPrior
 from nodes.distill.loop import LoopSettings, distill_texture, with_one_restart
 from nodes.distill.methods import distill_gradient, surrogate_loss
 from nodes.measures.distances import binding_accuracy, patch_sliced_wasserstein
-from nodes.distill.nodes import DistillParams, DistillPixel, DistillSemantic, SuperResAnchored, SuperResParams
+from nodes.distill.nodes import (BYPASS_NOTE, DistillParams, DistillPixel, DistillSemantic, SuperResAnchored,
+                                 SuperResParams)
 from nodes.distill.superres import ClosedFormSuperResPrior, SuperResSettings, anchored_superres
 from nodes.distill.texture_param import PyramidTexture, select_instance_views
 from nodes.types import TextureMap
@@ -84,6 +85,20 @@ def test_pixel_and_superres_nodes_chain(quads) -> None:
     for key in ("anchor_psnr", "anchor_l1", "detail_gain", "detail_gain_input"):
         assert key in sr.info
     assert sr.info["anchor_psnr"] > 15
+
+
+def test_bypass_passes_the_start_through_without_running(quads) -> None:
+    scene, instances, refs, views = quads
+    start = TextureMap(image=torch.rand(3, 32, 32), mask=torch.ones(32, 32, dtype=torch.bool), info={"source": "x"})
+    for node in (DistillSemantic({**FAST, "bypass": True}), DistillPixel({**FAST, "bypass": True})):
+        ctx = make_context(node.name, item="a")
+        out = node.run(ctx, scene, instances["a"], refs["a"], views, start)
+        assert out.image is start.image and out.mask is start.mask  # unchanged, not re-rendered
+        assert out.info["init"] == "bypassed" and out.info["source"] == "x" and ctx.notes == [BYPASS_NOTE]
+    assert "bypass" not in DistillSemantic.unkeyed_params + DistillPixel.unkeyed_params  # part of the cache key
+    with pytest.raises(UserError, match="bypass"):  # nothing to pass through
+        DistillSemantic({**FAST, "bypass": True}).run(make_context("s", item="a"), scene, instances["a"], refs["a"],
+                                                      views)
 
 
 def test_nan_restarts_once_with_lower_lr_then_fails_naming_node_item_and_step(quads) -> None:

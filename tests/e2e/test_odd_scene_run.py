@@ -20,6 +20,7 @@ import pygltflib
 import pytest
 import yaml
 
+from nodes.distill.nodes import BYPASS_NOTE
 from nodes.export.validator import issue_summary, validate_glb, validator_available
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -100,9 +101,10 @@ def test_odd_scene_textures_every_instance_and_a_persistent_nan_fails_one_item(t
                 and all(gltf.materials[p.material].pbrMetallicRoughness.baseColorTexture is not None
                         for p in gltf.meshes[node.mesh].primitives)}
     assert instances <= textured, instances - textured
-    bulb = next(e for e in json.loads((out / "report.json").read_text())["nodes"]
-                if e["node"] == "semantic" and e["item"] == "lamp_bulb")
-    assert bulb.get("note") in (None, PROJECTED)  # distilled, or kept its projection with the note
+    entries = json.loads((out / "report.json").read_text())["nodes"]
+    notes = {e["node"]: e.get("note") for e in entries if e.get("item") == "lamp_bulb"}
+    assert notes["semantic"] == BYPASS_NOTE  # off in the shipped graph (params.bypass)
+    assert notes["pixel"] in (None, PROJECTED)  # distilled, or kept its projection with the note
     if validator_available():
         report = validate_glb(out / "asset.glb")
         assert report["issues"]["numErrors"] == 0, issue_summary(report)
