@@ -141,7 +141,7 @@ class BindReferences(Node):
     the instance names, in instance order; images downscaled so the short side is <= image_size."""
 
     name = "refs.bind"
-    version = 2
+    version = 3  # 3: the Reference carries `repeat` (exact | vary, issue 25)
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")

@@ -97,7 +97,7 @@ class SwatchMaterialNode(Node):
     instance bound to the same reference shares it; `texture.project` lays all its maps."""
 
     name = "swatch.material"
-    version = 2  # 2: photos fitted (albedo de-lit, height, roughness: issue 21)
+    version = 3  # 2: photos fitted (albedo de-lit, height, roughness: issue 21); 3: repeat: vary (issue 25)
     Params = MaterialParams
     map_over = "references"
     resources = Resources(num_cpus=1, memory_mb=1024)
