@@ -20,9 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-ASSETS = Path(__file__).resolve().parents[3] / "shared" / "assets" / "SheenChair"
-if not ASSETS.is_dir():  # a worktree's ../shared, else the main checkout's
-    ASSETS = Path("/work/shared/assets/SheenChair")
+ASSETS = Path(__file__).resolve().parents[3] / "shared" / "assets" / "SheenChair"  # ../shared beside the checkout
 
 
 def _noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
