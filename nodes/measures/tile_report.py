@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from nodes.render.uv_raster import uv_island_mask
 from nodes.texture.charts import Charts
+from nodes.texture.project import triplanar_charts
 from nodes.types import WorldScale
 
 from .seams import BAND_LINES, DirectionSeams, tile_seams_at
@@ -99,8 +100,7 @@ def tile_report(charts: Charts, atlas: torch.Tensor, atlas_mask: torch.Tensor, s
     if charts.count == 0:
         return {"measurable": False, "why": "no faces"}
     chart = int(np.argmax(charts.area))
-    small = charts.area[chart] * scale.texels_per_metre**2 < scale.projection.min_chart_texels
-    if charts.distortion[chart] > scale.projection.max_distortion or small:
+    if triplanar_charts(charts, scale.projection)[chart]:
         return {"measurable": False, "why": "the largest chart is laid triplanar (no swatch frame)"}
     image, mask, origin, period = swatch_frame(charts, chart, atlas, atlas_mask, scale)
     if min(period) < MIN_PERIOD_TEXELS:

@@ -64,6 +64,13 @@ def atlas_side_of(surface: float, uv: float, settings: ProjectionSettings) -> in
     return int(min(settings.max_size, max(settings.min_size, side)))
 
 
+def triplanar_charts(charts: Charts, settings: ProjectionSettings) -> np.ndarray:
+    """Per chart, whether it is laid triplanar: too distorted for one linear map, or too small to hold
+    `min_chart_texels` texels at the density."""
+    small = charts.area * settings.texels_per_metre**2 < settings.min_chart_texels
+    return (charts.distortion > settings.max_distortion) | small
+
+
 def wanted_side(surface: float, uv: float, texels_per_metre: float) -> float:
     """The atlas side (texels, before rounding and clamping) that shows `surface` m² spread over `uv` UV area
     at `texels_per_metre`: the one formula of the atlas size (0 for an instance with no area)."""
@@ -121,7 +128,6 @@ class ChartColours:
         self.phase = torch.tensor(phase, dtype=torch.float64)
         self.offset = torch.from_numpy(charts.offset) + self.phase
         self.triplanar = torch.from_numpy(triplanar)
-        self.triplanar_np = triplanar
         self.swatch = swatch
 
     def __call__(self, chart: torch.Tensor, uv: torch.Tensor, position: torch.Tensor,
@@ -205,7 +211,7 @@ def blend_seams(colours: torch.Tensor, texels: Texels, charts: Charts, chart_col
     other = seams.other[e]
     # A triplanar chart's colour is a function of the 3D point: it already agrees across its seams, and a
     # fade there would mix two axes' projections (ghosted doubles).
-    triplanar = chart_colours.triplanar_np
+    triplanar = chart_colours.triplanar.numpy()
     weight = np.where(triplanar[charts.chart[seams.face[e]]] & triplanar[charts.chart[other]], 0.0, weight)
     corners = charts.face_points(other)  # [N, 3, 3]
     inward = corners.mean(1) - e0
@@ -239,8 +245,7 @@ def cut_triplanar(colours: torch.Tensor, texels: Texels, chart: torch.Tensor, ch
     first = chart_colours.along_axis(first_axis, position, normal)
     second = chart_colours.along_axis(second_axis, position, normal)
     dominant_second = top.indices[near, 0] == second_axis
-    forced = torch.where(gap[near] > 0.85 * TRIPLANAR_BAND, dominant_second.long(), torch.full_like(gap[near], -1,
-                                                                                                  dtype=torch.long))
+    forced = torch.where(gap[near] > 0.85 * TRIPLANAR_BAND, dominant_second.long(), -1)
     take = choose_by_cut(side, texels.index[rows], first, second, forced, first_axis * 3 + second_axis)
     out = colours.clone()
     out[rows] = torch.where(take[:, None], second, first).to(out.dtype)
@@ -289,8 +294,7 @@ def project_instance(scene: Scene, face_mask: torch.Tensor, reference: Reference
     texels, mask = covered_texels(scene, face_mask, side, charts)
     chart = torch.from_numpy(charts.chart)[texels.face]
     density = settings.texels_per_metre
-    small = charts.area * density**2 < settings.min_chart_texels
-    triplanar = (charts.distortion > settings.max_distortion) | small
+    triplanar = triplanar_charts(charts, settings)
     swatch = _swatch(image, reference.size, reference.mode, charts, density)
     painted = _painted_atlas(charts, texels, chart, mask, swatch, triplanar, settings, reference.mode, side)
     painted = _clamped(painted, layout)
